@@ -1,0 +1,5 @@
+"Everything a user needs: `from fastcam.all import *`."
+from .hook import *
+from .core import *
+from .show import *
+from .learner import *

@@ -1,0 +1,28 @@
+"The project's files agree with each other: package and notebooks, README and index, versions."
+import configparser, shutil, subprocess, sys
+from pathlib import Path
+import fastcam
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT/'tools'))
+from make_readme import readme_text
+
+def test_package_matches_notebooks(tmp_path):
+    for name in ['nbs', 'fastcam']: shutil.copytree(ROOT/name, tmp_path/name, ignore=shutil.ignore_patterns('__pycache__'))
+    for name in ['pyproject.toml', 'settings.ini']: shutil.copy(ROOT/name, tmp_path/name)
+    exe = Path(sys.executable).parent/'nbdev-export'
+    subprocess.run([str(exe) if exe.exists() else 'nbdev-export'], cwd=tmp_path, check=True, capture_output=True)
+    changed = [p.name for p in sorted((ROOT/'fastcam').glob('*.py'))
+               if (tmp_path/'fastcam'/p.name).read_text() != p.read_text()]
+    added = [p.name for p in (tmp_path/'fastcam').glob('*.py') if not (ROOT/'fastcam'/p.name).exists()]
+    assert not changed and not added, (f"nbdev-export changes {changed} and adds {added}: edit the notebooks, run "
+                                       f"nbdev-export, and commit both")
+
+def test_readme_matches_index():
+    assert (ROOT/'README.md').read_text(encoding='utf-8') == readme_text(), \
+        "README.md is out of date with nbs/index.ipynb: run python tools/make_readme.py"
+
+def test_versions_agree():
+    cfg = configparser.ConfigParser(delimiters=['='])
+    cfg.read(ROOT/'settings.ini')
+    assert cfg['DEFAULT']['version'] == fastcam.__version__, "settings.ini and fastcam/__init__.py disagree on the version"
