@@ -3,3 +3,5 @@ from .hook import *
 from .core import *
 from .show import *
 from .learner import *
+from .metrics import *
+from .data import *

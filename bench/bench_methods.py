@@ -1,0 +1,248 @@
+"""Time fastcam's method family against its floors and against pytorch-grad-cam, in one run, on the CPU.
+
+    python bench/bench_methods.py            # the full run (about 10 minutes on 2 cores)
+    python bench/bench_methods.py --quick    # a short run (resnet18 only, small Score-CAM, one repeat)
+
+Gradient methods (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM) and Eigen-CAM run on random-weight resnet18 and
+resnet50, batch 8, 224 px, at layer4. Their floor is one forward with gradients plus `torch.autograd.grad` to layer4
+(gradient methods) or one forward under `no_grad` (Eigen-CAM). pytorch-grad-cam takes one target per image, so its
+5-class time is 5 calls; its 1-class time is the median of the repeats, its 5-class time one run (it is 5 independent
+1-class calls). Score-CAM runs on resnet18, 2 images, 112 px (1,024 masked inputs at layer4), in batches of 64 for
+everyone; its floor is the 1,024 masked forwards and nothing else. Peak memory is measured in a fresh process for each
+contender (resnet50, batch 16, 224 px, layer4): the peak resident memory above what the process held just before.
+"""
+import os
+for var in ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS']: os.environ.setdefault(var, '2')
+import argparse, contextlib, io, json, platform, statistics, subprocess, sys, time
+import torch
+from torchvision import models
+from fastcam.core import GradCAM
+from fastcam.methods import GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM
+
+torch.set_num_threads(2)
+try:
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    import cv2
+    cv2.setNumThreads(2)
+except ImportError:
+    pgc = None
+
+FAMILY = [('Grad-CAM', GradCAM, 'GradCAM'), ('Grad-CAM++', GradCAMPlusPlus, 'GradCAMPlusPlus'),
+          ('XGrad-CAM', XGradCAM, 'XGradCAM'), ('HiResCAM', HiResCAM, 'HiResCAM'), ('LayerCAM', LayerCAM, 'LayerCAM'),
+          ('Eigen-CAM', EigenCAM, 'EigenCAM')]
+
+def timed(f):
+    "Seconds that `f()` takes."
+    start = time.perf_counter()
+    f()
+    return time.perf_counter() - start
+
+def inference(model, x):
+    with torch.no_grad(): model(x)
+
+def grad_floor(model, layer, x):
+    "One forward with gradients and `torch.autograd.grad` of the predicted class's score to the layer's output."
+    kept = {}
+    handle = layer.register_forward_hook(lambda m, i, o: kept.update(a=o))
+    try: logits = model(x)
+    finally: handle.remove()
+    torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), kept['a'])
+
+def peer_call(model, layer, peer_name, x, classes, batch_size=None):
+    "pytorch-grad-cam's maps for each column of `classes` (`[bs, k]`, or None for the predicted class), a call each."
+    cam = getattr(pgc, peer_name)(model=model, target_layers=[layer])
+    if batch_size: cam.batch_size = batch_size
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # Score-CAM's tqdm bars
+            for j in range(1 if classes is None else classes.shape[1]):
+                chosen = None if classes is None else [ClassifierOutputTarget(int(c)) for c in classes[:, j]]
+                cam(input_tensor=x, targets=chosen)
+    finally:
+        cam.activations_and_grads.release()
+        model.zero_grad(set_to_none=True)
+
+def median(xs): return statistics.median(xs) if xs else float('nan')
+
+def bench_family(arch, bs, size, repeats):
+    "Rows of the family's table for `arch`: each contender timed in interleaved repeats."
+    model = getattr(models, arch)().eval()
+    layer = model.layer4
+    torch.manual_seed(0)
+    x = torch.randn(bs, 3, size, size)
+    with torch.no_grad(): top5 = model(x).topk(5).indices
+    inference(model, x)
+    if pgc is not None: peer_call(model, layer, 'GradCAM', x, None)  # warm-up, untimed
+    methods = {name: cls(model, 'layer4') for name, cls, _ in FAMILY}
+    for m in methods.values(): m(x[:1])  # warm-up, untimed
+    times = {}
+    def add(key, f): times.setdefault(key, []).append(timed(f))
+    for r in range(repeats):
+        add('inference', lambda: inference(model, x))
+        add('grad floor', lambda: grad_floor(model, layer, x))
+        for name, _, peer_name in FAMILY:
+            method = methods[name]
+            add((name, 1), lambda: method(x))
+            add((name, 5), lambda: method(x, topk=5))
+            if pgc is not None:
+                add((name, 'pgc', 1), lambda: peer_call(model, layer, peer_name, x, None))
+                if r == repeats // 2: add((name, 'pgc', 5), lambda: peer_call(model, layer, peer_name, x, top5))
+    t = {k: median(v) for k, v in times.items()}
+    rows = []
+    for name, cls, _ in FAMILY:
+        floor = t['grad floor'] if cls.needs_grad else t['inference']
+        rows.append(dict(model=arch, method=name, floor_name='fwd+grad' if cls.needs_grad else 'no-grad fwd',
+                         floor=floor, inference=t['inference'], one=t[(name, 1)], five=t[(name, 5)],
+                         pgc_one=t.get((name, 'pgc', 1), float('nan')), pgc_five=t.get((name, 'pgc', 5), float('nan'))))
+    print(f"  {arch}: inference {t['inference']*1e3:.0f} ms, fwd+grad floor {t['grad floor']*1e3:.0f} ms", flush=True)
+    return rows
+
+def bench_scorecam(arch, bs, size, batch_size):
+    "One row for Score-CAM: floor (the masked forwards alone), fastcam and pytorch-grad-cam for 1 and 5 classes."
+    model = getattr(models, arch)().eval()
+    torch.manual_seed(0)
+    x = torch.randn(bs, 3, size, size)
+    with torch.no_grad():
+        A = model.layer4(model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))))
+        top5 = model(x).topk(5).indices
+    n = bs * A.shape[1]
+    masked = x.repeat_interleave(A.shape[1], 0) * torch.rand(n, 1, size, size)  # [bs*C, 3, H, W], made before timing
+    def floor():
+        with torch.no_grad():
+            for start in range(0, n, batch_size): model(masked[start:start + batch_size])
+    method = ScoreCAM(model, 'layer4', batch_size=batch_size)
+    t = dict(floor=timed(floor), one=timed(lambda: method(x)), five=timed(lambda: method(x, topk=5)))
+    print(f"  Score-CAM {arch}: floor {t['floor']:.1f} s, fastcam {t['one']:.1f} s / {t['five']:.1f} s", flush=True)
+    if pgc is not None:
+        t['pgc_one'] = timed(lambda: peer_call(model, model.layer4, 'ScoreCAM', x, None, batch_size))
+        print(f"  pytorch-grad-cam Score-CAM 1 class {t['pgc_one']:.1f} s", flush=True)
+        t['pgc_five'] = timed(lambda: peer_call(model, model.layer4, 'ScoreCAM', x, top5, batch_size))
+        default = timed(lambda: peer_call(model, model.layer4, 'ScoreCAM', x, None))
+        SCORECAM_NOTES.append(f"pytorch-grad-cam's Score-CAM at its default batch size (16), 1 class: {default:.1f} s, "
+                              f"{default / t['one']:.2f}x fastcam's time at batch size {batch_size}")
+    row = dict(model=f"{arch} ({bs}x{size}px, {n} masks)", method='Score-CAM', floor_name='masked fwds',
+               inference=float('nan'), pgc_one=float('nan'), pgc_five=float('nan'))
+    return {**row, **t}
+
+def peak_child(contender, arch, bs, size):
+    "In this (fresh) process: the peak resident memory, in bytes, that `contender` adds."
+    model = getattr(models, arch)().eval()
+    x = torch.randn(bs, 3, size, size)
+    runs = {'inference': lambda: inference(model, x),
+            'fwd+grad floor': lambda: grad_floor(model, model.layer4, x),
+            'fastcam Grad-CAM 1 class': lambda: GradCAM(model, 'layer4')(x),
+            'fastcam Grad-CAM top-5': lambda: GradCAM(model, 'layer4')(x, topk=5),
+            'fastcam LayerCAM top-5': lambda: LayerCAM(model, 'layer4')(x, topk=5),
+            'fastcam Grad-CAM++ top-5': lambda: GradCAMPlusPlus(model, 'layer4')(x, topk=5),
+            'pytorch-grad-cam Grad-CAM 1 class': lambda: peer_call(model, model.layer4, 'GradCAM', x, None)}
+    def rss(field):
+        line = next(l for l in open('/proc/self/status') if l.startswith(field))
+        return int(line.split()[1]) * 1024
+    with open('/proc/self/clear_refs', 'w') as f: f.write('5')  # reset the peak to the current resident size
+    base = rss('VmRSS:')
+    runs[contender]()
+    return rss('VmHWM:') - base
+
+def bench_memory(arch, bs, size):
+    contenders = ['inference', 'fwd+grad floor', 'fastcam Grad-CAM 1 class', 'fastcam Grad-CAM top-5',
+                  'fastcam LayerCAM top-5', 'fastcam Grad-CAM++ top-5']
+    if pgc is not None: contenders.append('pytorch-grad-cam Grad-CAM 1 class')
+    peaks = {}
+    for c in contenders:
+        command = [sys.executable, __file__, '--peak', c, '--arch', arch, '--bs', str(bs), '--size', str(size)]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        peaks[c] = int(out.stdout.strip().splitlines()[-1])
+    return peaks
+
+def ratio(a, b): return a / b if b == b and b else float('nan')
+
+def fmt(v, digits=2): return '-' if v != v else f"{v:.{digits}f}"
+
+def report(rows, peaks, mem_setup, seconds):
+    print(f"\n### fastcam methods vs floor and pytorch-grad-cam\n")
+    print(f"{platform.processor() or platform.machine()}, {_cpu_name()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, grad-cam {_version('grad-cam')}; load average at start {START_LOAD}\n")
+    print("| model | method | floor | floor ms | fastcam 1 class ms | / floor | 5 classes ms | 5 / 1 class | "
+          "pgc 1 class ms | pgc / fastcam (1) | pgc 5 classes ms | pgc / fastcam (5) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['method']} | {r['floor_name']} | {r['floor']*1e3:.0f} | {r['one']*1e3:.0f} | "
+              f"{fmt(ratio(r['one'], r['floor']))} | {r['five']*1e3:.0f} | {fmt(ratio(r['five'], r['one']))} | "
+              f"{fmt(r['pgc_one']*1e3, 0)} | {fmt(ratio(r['pgc_one'], r['one']))} | {fmt(r['pgc_five']*1e3, 0)} | "
+              f"{fmt(ratio(r['pgc_five'], r['five']))} |")
+    for note in SCORECAM_NOTES: print(f"\n{note}")
+    print(f"\n### Peak memory above the process's resident size before the call ({mem_setup})\n")
+    print("| contender | peak MB | / inference |")
+    print("|---|---|---|")
+    for c, p in peaks.items(): print(f"| {c} | {p/2**20:.0f} | {fmt(ratio(p, peaks['inference']))} |")
+    grad_rows = [r for r in rows if r['method'] not in ('Eigen-CAM', 'Score-CAM')]
+    free_rows = [r for r in rows if r['method'] in ('Eigen-CAM',)]
+    score = [r for r in rows if r['method'] == 'Score-CAM']
+    resnet50_gradcam = [r for r in grad_rows if r['method'] == 'Grad-CAM' and r['model'] == 'resnet50']
+    worst = lambda values: max(values, default=float('nan'))
+    least = lambda values: min(values, default=float('nan'))
+    checks = [
+        ("every gradient method <= 1.10x its floor (1 class)", worst(ratio(r['one'], r['floor']) for r in grad_rows),
+         1.10, '<='),
+        ("Eigen-CAM <= 1.10x one inference forward", worst(ratio(r['one'], r['floor']) for r in free_rows), 1.10, '<='),
+        ("top-5 <= 1.2x one class (gradient methods, layer4)", worst(ratio(r['five'], r['one']) for r in grad_rows),
+         1.2, '<='),
+        ("Grad-CAM 1 class <= 1.05x one inference forward (resnet50)",
+         worst(ratio(r['one'], r['inference']) for r in resnet50_gradcam), 1.05, '<='),
+        ("peak memory <= 1.1x inference (Grad-CAM top-5)",
+         ratio(peaks.get('fastcam Grad-CAM top-5', float('nan')), peaks['inference']), 1.1, '<='),
+        (">= 2x faster than pytorch-grad-cam, 1 class (gradient methods)",
+         least(ratio(r['pgc_one'], r['one']) for r in grad_rows), 2, '>='),
+        (">= 2x faster than pytorch-grad-cam, 5 classes (gradient methods and Eigen-CAM; DESIGN asks 5x)",
+         least(ratio(r['pgc_five'], r['five']) for r in grad_rows + free_rows), 2, '>='),
+        ("Score-CAM <= 1.1x its masked-forward floor", worst(ratio(r['one'], r['floor']) for r in score), 1.1, '<='),
+        ("Score-CAM >= 3x faster than pytorch-grad-cam at equal maps (5 classes)",
+         least(ratio(r['pgc_five'], r['five']) for r in score), 3, '>='),
+        ("Score-CAM vs pytorch-grad-cam, 1 class (DESIGN asks 1.5x)",
+         least(ratio(r['pgc_one'], r['one']) for r in score), 1.5, '>='),
+    ]
+    print("\n### Targets\n")
+    print("| target | measured | met |")
+    print("|---|---|---|")
+    for text, value, bound, op in checks:
+        met = '-' if value != value else ('yes' if (value <= bound if op == '<=' else value >= bound) else 'NO')
+        print(f"| {text} | {fmt(value)} | {met} |")
+    print(f"\n(bench ran {seconds/60:.1f} min)")
+
+def _cpu_name():
+    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): return 'unknown CPU'
+
+def _version(dist):
+    from importlib.metadata import version, PackageNotFoundError
+    try: return version(dist)
+    except PackageNotFoundError: return 'not installed'
+
+SCORECAM_NOTES = []
+START_LOAD = ', '.join(f"{v:.1f}" for v in os.getloadavg())
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--quick', action='store_true', help='resnet18 only, one repeat, small Score-CAM')
+    parser.add_argument('--repeats', type=int, default=None, help='interleaved repeats (default 3, 1 with --quick)')
+    parser.add_argument('--peak', help=argparse.SUPPRESS)
+    parser.add_argument('--arch', default='resnet50', help=argparse.SUPPRESS)
+    parser.add_argument('--bs', type=int, default=16, help=argparse.SUPPRESS)
+    parser.add_argument('--size', type=int, default=224, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peak:
+        print(peak_child(args.peak, args.arch, args.bs, args.size))
+        return
+    if pgc is None: print("pytorch-grad-cam is not installed: its columns stay empty (pip install grad-cam)")
+    start = time.perf_counter()
+    repeats = args.repeats or (1 if args.quick else 3)
+    rows = []
+    for arch in (['resnet18'] if args.quick else ['resnet18', 'resnet50']):
+        rows += bench_family(arch, 8, 224, repeats)
+    rows.append(bench_scorecam('resnet18', 1, 64, 64) if args.quick else bench_scorecam('resnet18', 2, 112, 64))
+    mem = ('resnet18', 16, 224) if args.quick else ('resnet50', 16, 224)
+    peaks = bench_memory(*mem)
+    report(rows, peaks, f"{mem[0]}, batch {mem[1]}, {mem[2]} px, layer4, each in a fresh process",
+           time.perf_counter() - start)
+
+if __name__ == '__main__': main()

@@ -1,0 +1,45 @@
+"The demo a new user runs first: its figures meet the targets, the cache makes a second run fast, the CLI works."
+import subprocess, sys
+from pathlib import Path
+import matplotlib
+import pytest
+matplotlib.use('Agg')
+from fastcam.cli import run_demo, main
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    path = tmp_path_factory.mktemp('demo')
+    return path, run_demo(path, out=path/'demo.png')
+
+def test_demo_meets_its_targets(demo):
+    path, f = demo
+    print(f)
+    assert f['accuracy'] >= 0.95, f"demo accuracy {f['accuracy']:.1%} is below the 95% target"
+    assert f['pointing_game_cam'] >= 0.90, f"CAM pointing game {f['pointing_game_cam']:.1%} is below the 90% target"
+    assert f['pointing_game_gradcam'] >= 0.90, f"Grad-CAM pointing game {f['pointing_game_gradcam']:.1%} < 90%"
+    assert f['pointing_game_cam'] > 3 * f['chance']
+    assert (path/'demo.png').stat().st_size > 10_000
+
+def test_second_run_loads_the_cache(demo, capsys):
+    path, f = demo
+    assert main(['demo', '--path', str(path), '-o', str(path/'again.png')]) == 0
+    out = capsys.readouterr().out
+    assert 'loaded the trained model' in out and 'training 0 s' in out
+    assert f"{f['accuracy']:.1%}" in out
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent/'fastcam'
+    out = subprocess.run([str(exe) if exe.exists() else 'fastcam', '--help'], capture_output=True, text=True, check=True)
+    assert 'demo' in out.stdout and 'show' in out.stdout
+
+def test_fastcam_show_with_an_exported_learner(demo, tmp_path):
+    from fastcam.data import digits_dls, cam_learner
+    import torch
+    path, f = demo
+    learn = cam_learner(digits_dls(path/'data'))
+    learn.model.load_state_dict(torch.load(path/'demo_model.pth'))
+    learn.export(tmp_path/'export.pkl')
+    image = path/'data'/learn.dls.valid_ds.items.fname.iloc[0]
+    assert main(['show', str(image), '--learner', str(tmp_path/'export.pkl'), '--cls', '3',
+                 '-o', str(tmp_path/'cam.png')]) == 0
+    assert (tmp_path/'cam.png').stat().st_size > 5_000
