@@ -12,11 +12,11 @@ from fastai.learner import Learner
 from fastai.torch_core import noop
 from fastai.vision.core import PILImage, TensorImage
 from fastprogress.fastprogress import progress_bar
-from .core import CAMResult, cam_method
+from .core import CAM, CAMResult, METHODS, NotCAMReadyError, cam_method
 from .show import show_cam, show_cam_grid
 
 # %% auto #0
-__all__ = []
+__all__ = ['all_methods']
 
 # %% ../nbs/04_learner.ipynb #8d9ed93d
 def _is_index(item) -> bool: return isinstance(item, int) and not isinstance(item, bool)
@@ -125,12 +125,21 @@ def show_cam(self: Learner,
     return show_cam(self.decode_batch_images(x)[0], res.maps[0, 0], ctx=ctx, title=_title(self, c, p), **kwargs)
 
 # %% ../nbs/04_learner.ipynb #65c71e74
+def all_methods(model, layer=None) -> list:
+    "Every method class registered in `METHODS`, once each, without CAM where `model`'s head is not CAM-ready."
+    classes = list(dict.fromkeys(METHODS.values()))
+    if CAM in classes:
+        try: CAM(model, layer)
+        except NotCAMReadyError: classes.remove(CAM)
+    return classes
+
+# %% ../nbs/04_learner.ipynb #2ca94b67
 @patch
 def show_cams(self: Learner,
               items, # a list of paths, images or validation indices
               cls=None, # None (predicted), an index or name, one per item, or [n, k]
               layer=None, # the target layer; None: the body's output
-              methods=None, # methods to compare side by side (names, classes or objects); default: `method`
+              methods=None, # methods side by side: names, classes or objects, or 'all'; default: `method`
               method='auto', # the method when `methods` is None
               topk: int | None = None, # the k highest-scoring classes of each item as columns
               show_image: bool = True, # a first column with the plain image
@@ -142,6 +151,7 @@ def show_cams(self: Learner,
         probs = _probabilities(self, res.logits)
         titles = [[_title(self, c, probs[i, c].item()) for c in row.tolist()] for i, row in enumerate(res.targets)]
         return show_cam_grid(self.decode_batch_images(x), res.maps, titles, show_image=show_image, **kwargs)
+    if isinstance(methods, str) and methods == 'all': methods = all_methods(self.model, layer)
     x = self.cam_batch(items)
     results = [cam_method(self.model, m, layer).compute(x, self.class_index(cls), topk) for m in methods]
     if any(r.targets.shape[1] != 1 for r in results):
@@ -153,7 +163,7 @@ def show_cams(self: Learner,
                for name, r in zip(names, results)] for i in range(len(x))]
     return show_cam_grid(self.decode_batch_images(x), maps, titles, show_image=show_image, **kwargs)
 
-# %% ../nbs/04_learner.ipynb #230222e6
+# %% ../nbs/04_learner.ipynb #c88b1fc4
 @patch
 def cam_dl(self: Learner,
            dl=None, # a DataLoader of labelled or unlabelled batches; `dls.valid` if None
