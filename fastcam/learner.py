@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from PIL import Image
 from fastcore.basics import patch
+from fastcore.meta import delegates
 from fastai.learner import Learner
 from fastai.torch_core import noop
 from fastai.vision.core import PILImage, TensorImage
@@ -88,16 +89,13 @@ def cam_result(self: Learner,
 
 # %% ../nbs/04_learner.ipynb #31a091f9
 @patch
+@delegates(Learner.cam_result)
 def cam(self: Learner,
         items, # a path, PIL image, TensorImage or validation index, or a list of them
-        cls=None, # None (predicted), an index or class name, one per item, or [n, k]
-        layer=None, # the target layer (see `find_layer`); None: the body's output
-        method='auto', # a method name, class or object; 'auto': CAM if the head allows, else Grad-CAM
-        topk: int | None = None, # explain the k highest-scoring classes instead of `cls`
-        **kwargs # passed to the method's constructor
+        **kwargs # `cls`, `layer`, `method`, `topk` and the method's own arguments, as in `cam_result`
        ) -> Tensor:
     "Maps `[n, k, h, w]` for `items`: raw, at the layer's resolution, on the model's device."
-    return self.cam_result(items, cls, layer, method, topk, **kwargs)[0].maps
+    return self.cam_result(items, **kwargs)[0].maps
 
 # %% ../nbs/04_learner.ipynb #d7eb1b54
 def _probabilities(learn: Learner, logits: Tensor) -> Tensor:
