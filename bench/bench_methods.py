@@ -6,14 +6,17 @@
 Gradient methods (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM) and Eigen-CAM run on random-weight resnet18 and
 resnet50, batch 8, 224 px, at layer4. Their floor is one forward with gradients plus `torch.autograd.grad` to layer4
 (gradient methods) or one forward under `no_grad` (Eigen-CAM). pytorch-grad-cam takes one target per image, so its
-5-class time is 5 calls; its 1-class time is the median of the repeats, its 5-class time one run (it is 5 independent
-1-class calls). Score-CAM runs on resnet18, 2 images, 112 px (1,024 masked inputs at layer4), in batches of 64 for
-everyone; its floor is the 1,024 masked forwards and nothing else. Peak memory is measured in a fresh process for each
+5-class time is 5 calls. Medians of 5 interleaved repeats for fastcam and the floors, of the first 3 for
+pytorch-grad-cam's 1-class calls; its 5-class time is one run (5 independent 1-class calls). Score-CAM runs on
+resnet18, 2 images, 112 px (1,024 masked inputs at layer4), in batches of 64 for everyone; its floor is the 1,024
+masked forwards and nothing else. Peak memory is measured in a fresh process for each
 contender (resnet50, batch 16, 224 px, layer4): the peak resident memory above what the process held just before.
+The children run with MALLOC_MMAP_THRESHOLD_=65536, so that glibc returns freed tensors to the system at once and the
+resident peak follows the tensors alive at a time; with glibc's adaptive threshold the same run varies by +-25%.
 """
 import os
 for var in ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS']: os.environ.setdefault(var, '2')
-import argparse, contextlib, io, json, platform, statistics, subprocess, sys, time
+import argparse, contextlib, io, platform, statistics, subprocess, sys, time
 import torch
 from torchvision import models
 from fastcam.core import GradCAM
@@ -84,9 +87,10 @@ def bench_family(arch, bs, size, repeats):
             method = methods[name]
             add((name, 1), lambda: method(x))
             add((name, 5), lambda: method(x, topk=5))
-            if pgc is not None:
+            if pgc is not None and r < PEER_REPEATS:
                 add((name, 'pgc', 1), lambda: peer_call(model, layer, peer_name, x, None))
-                if r == repeats // 2: add((name, 'pgc', 5), lambda: peer_call(model, layer, peer_name, x, top5))
+                if r == min(PEER_REPEATS, repeats) // 2:
+                    add((name, 'pgc', 5), lambda: peer_call(model, layer, peer_name, x, top5))
     t = {k: median(v) for k, v in times.items()}
     rows = []
     for name, cls, _ in FAMILY:
@@ -107,11 +111,15 @@ def bench_scorecam(arch, bs, size, batch_size):
         top5 = model(x).topk(5).indices
     n = bs * A.shape[1]
     masked = x.repeat_interleave(A.shape[1], 0) * torch.rand(n, 1, size, size)  # [bs*C, 3, H, W], made before timing
-    def floor():
+    def floor(layout=torch.contiguous_format):
         with torch.no_grad():
-            for start in range(0, n, batch_size): model(masked[start:start + batch_size])
+            for start in range(0, n, batch_size):
+                model(masked[start:start + batch_size].contiguous(memory_format=layout))
     method = ScoreCAM(model, 'layer4', batch_size=batch_size)
     t = dict(floor=timed(floor), one=timed(lambda: method(x)), five=timed(lambda: method(x, topk=5)))
+    floor_cl = timed(lambda: floor(torch.channels_last))
+    SCORECAM_NOTES.append(f"Score-CAM's floor with the masked inputs in channels-last format (fastcam's layout on the "
+                          f"CPU): {floor_cl:.1f} s; fastcam 1 class / this floor: {t['one'] / floor_cl:.2f}")
     print(f"  Score-CAM {arch}: floor {t['floor']:.1f} s, fastcam {t['one']:.1f} s / {t['five']:.1f} s", flush=True)
     if pgc is not None:
         t['pgc_one'] = timed(lambda: peer_call(model, model.layer4, 'ScoreCAM', x, None, batch_size))
@@ -150,7 +158,8 @@ def bench_memory(arch, bs, size):
     peaks = {}
     for c in contenders:
         command = [sys.executable, __file__, '--peak', c, '--arch', arch, '--bs', str(bs), '--size', str(size)]
-        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        env = {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '65536'}
+        out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         peaks[c] = int(out.stdout.strip().splitlines()[-1])
     return peaks
 
@@ -219,12 +228,13 @@ def _version(dist):
     except PackageNotFoundError: return 'not installed'
 
 SCORECAM_NOTES = []
+PEER_REPEATS = 3 # pytorch-grad-cam's 1-class calls are timed in the first 3 repeats only (each costs ~3 fastcam calls)
 START_LOAD = ', '.join(f"{v:.1f}" for v in os.getloadavg())
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='resnet18 only, one repeat, small Score-CAM')
-    parser.add_argument('--repeats', type=int, default=None, help='interleaved repeats (default 3, 1 with --quick)')
+    parser.add_argument('--repeats', type=int, default=None, help='interleaved repeats (default 5, 1 with --quick)')
     parser.add_argument('--peak', help=argparse.SUPPRESS)
     parser.add_argument('--arch', default='resnet50', help=argparse.SUPPRESS)
     parser.add_argument('--bs', type=int, default=16, help=argparse.SUPPRESS)
@@ -235,7 +245,7 @@ def main():
         return
     if pgc is None: print("pytorch-grad-cam is not installed: its columns stay empty (pip install grad-cam)")
     start = time.perf_counter()
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 5)
     rows = []
     for arch in (['resnet18'] if args.quick else ['resnet18', 'resnet50']):
         rows += bench_family(arch, 8, 224, repeats)

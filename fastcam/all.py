@@ -1,6 +1,7 @@
 "Everything a user needs: `from fastcam.all import *`."
 from .hook import *
 from .core import *
+from .methods import *
 from .show import *
 from .learner import *
 from .metrics import *
