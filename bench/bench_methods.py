@@ -216,7 +216,10 @@ def report(rows, peaks, mem_setup, seconds):
     for text, value, bound, op in checks:
         met = '-' if value != value else ('yes' if (value <= bound if op == '<=' else value >= bound) else 'NO')
         print(f"| {text} | {fmt(value)} | {met} |")
-    print(f"\n(bench ran {seconds/60:.1f} min)")
+    end_load = os.getloadavg()
+    print(f"\n(bench ran {seconds/60:.1f} min; load average at the end {', '.join(f'{v:.1f}' for v in end_load)})")
+    if max(end_load[:2]) > (os.cpu_count() or 1) + 0.5:
+        print("WARNING: the machine was busier than its cores during the run: the times above are not reliable")
 
 def _cpu_name():
     try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
