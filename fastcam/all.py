@@ -4,5 +4,7 @@ from .core import *
 from .methods import *
 from .show import *
 from .learner import *
+from .callback import *
+from .interpret import *
 from .metrics import *
 from .data import *

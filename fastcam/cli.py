@@ -71,9 +71,10 @@ def run_demo(path=None, # where the data and the trained weights are kept; ~/.ca
              n_valid: int = 600, # validation pictures
              retrain: bool = False, # train again even if trained weights are cached
              n_show: int = 4, # validation items in the picture
+             report_items: int = 100, # validation items scored by `cam_report` for every method (0: no report)
              log=print # where progress messages go
             ) -> dict:
-    "Make the offline digits task, train (or load) the demo model, score CAM and Grad-CAM, and write the picture."
+    "Make the offline digits task, train (or load) the demo model, score the methods, and write the picture."
     path = Path(path) if path is not None else DEMO_PATH
     path.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -92,6 +93,10 @@ def run_demo(path=None, # where the data and the trained weights are kept; ~/.ca
                    pointing_game_gradcam=pointing_game(results['gradcam'].maps[:, 0], boxes, size[::-1]),
                    chance=area, data_seconds=data_seconds, train_seconds=train_seconds,
                    total_seconds=time.perf_counter() - start)
+    if report_items:
+        log(f"scoring every method on {report_items} validation items (cam_report)...")
+        figures['report'] = learn.cam_report(n_items=report_items, steps=8, progress=False)
+        figures['total_seconds'] = time.perf_counter() - start
     _demo_figure(learn, results['cam'], results['gradcam'], boxes, list(range(n_show)), out)
     figures['picture'] = str(Path(out).resolve())
     return figures
@@ -125,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--n-train', type=int, default=3000)
     d.add_argument('--n-valid', type=int, default=600)
     d.add_argument('--retrain', action='store_true', help="train again even if trained weights are cached")
+    d.add_argument('--report-items', type=int, default=100,
+                   help="validation items scored by every method in the report (0: no report)")
     s = sub.add_parser('show', help="draw the map of one image with an exported learner")
     s.add_argument('image')
     s.add_argument('--learner', required=True, help="a file saved by learn.export")
@@ -141,11 +148,16 @@ def main(argv=None):
     if args.command == 'show':
         print(run_show(args.image, args.learner, args.out, args.cls, args.method, args.layer))
         return 0
-    f = run_demo(args.path, args.out, args.epochs, args.lr, args.bs, args.n_train, args.n_valid, args.retrain)
+    f = run_demo(args.path, args.out, args.epochs, args.lr, args.bs, args.n_train, args.n_valid, args.retrain,
+                 report_items=args.report_items)
     print(f"\nvalidation accuracy        {f['accuracy']:.1%}")
     print(f"pointing game, CAM         {f['pointing_game_cam']:.1%}")
     print(f"pointing game, Grad-CAM    {f['pointing_game_gradcam']:.1%}")
     print(f"  (hit: the map's arg-max cell centre lies in the digit's ink box; chance {f['chance']:.1%})")
-    print(f"time: data {f['data_seconds']:.0f} s, training {f['train_seconds']:.0f} s, total {f['total_seconds']:.0f} s")
+    if 'report' in f:
+        print(f"\nevery method on {f['report'].attrs['items']} validation items (learn.cam_report; higher is "
+              f"better except deletion AUC):")
+        print(f['report'].round(3).to_string())
+    print(f"\ntime: data {f['data_seconds']:.0f} s, training {f['train_seconds']:.0f} s, total {f['total_seconds']:.0f} s")
     print(f"picture: {f['picture']}")
     return 0

@@ -15,6 +15,7 @@ from fastai.vision.core import PILImage, TensorImage
 from fastprogress.fastprogress import progress_bar
 from .core import CAM, CAMResult, METHODS, NotCAMReadyError, cam_method
 from .show import show_cam, show_cam_grid
+import fastcam.methods # registers the whole family in `METHODS`, for `methods='all'`
 
 # %% auto #0
 __all__ = ['all_methods']
@@ -124,12 +125,11 @@ def show_cam(self: Learner,
 
 # %% ../nbs/04_learner.ipynb #65c71e74
 def all_methods(model, layer=None) -> list:
-    "Every method class registered in `METHODS`, once each, without CAM where `model`'s head is not CAM-ready."
-    classes = list(dict.fromkeys(METHODS.values()))
-    if CAM in classes:
-        try: CAM(model, layer)
-        except NotCAMReadyError: classes.remove(CAM)
-    return classes
+    "Every method class registered in `METHODS`, once each, without those that refuse `model` (e.g. CAM on a head that is not CAM-ready)."
+    def accepts(method):
+        try: method(model, layer); return True
+        except (NotCAMReadyError, ValueError): return False
+    return [m for m in dict.fromkeys(METHODS.values()) if accepts(m)]
 
 # %% ../nbs/04_learner.ipynb #2ca94b67
 @patch

@@ -4,12 +4,31 @@
 
 # %% ../nbs/07_metrics.ipynb #ad7e2ebb
 from __future__ import annotations
+import copy
+import math
+import random
+import time
+from contextlib import contextmanager
 from numbers import Real
+import numpy as np
+import pandas as pd
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import nn, Tensor
+import matplotlib.pyplot as plt
+from fastprogress.fastprogress import progress_bar
+from .core import cam_method, is_body_head, layer_name
+from .show import upsample_maps
+from .learner import all_methods  # and learn.cam_batch, used by randomization_check
+import fastcam.methods  # noqa: F401  (registers the method family in METHODS, for cam_report's 'all')
+from fastcore.basics import patch
+from fastcore.meta import delegates
+from fastai.learner import Learner
 
 # %% auto #0
-__all__ = ['pointing_game']
+__all__ = ['pointing_game', 'box_masks', 'energy_in_box', 'perturbation_baseline', 'perturbation_curve', 'deletion_auc',
+           'insertion_auc', 'spearman', 'randomization_blocks', 'randomization_check', 'plot_randomization',
+           'cam_report']
 
 # %% ../nbs/07_metrics.ipynb #83717f31
 def _image_size(img_size) -> tuple:
@@ -23,30 +42,376 @@ def _image_size(img_size) -> tuple:
     return tuple(pair)
 
 # %% ../nbs/07_metrics.ipynb #dcd0dc26
+def _one_map_each(maps, what: str) -> Tensor:
+    "`maps` as `[bs, h, w]`, one map per image, or an error that says what `what` expects."
+    if not isinstance(maps, Tensor):
+        raise TypeError(f"`maps` must be a tensor, got {type(maps).__name__}: pass the maps as a method returns them")
+    if maps.ndim == 4 and maps.shape[1] == 1: maps = maps[:, 0]
+    if maps.ndim == 4:
+        raise ValueError(f"`maps` has {maps.shape[1]} maps per image (shape {tuple(maps.shape)}), {what} scores "
+                         f"one: pick one class, e.g. `maps[:, 0]` for the first target")
+    if maps.ndim != 3 or maps.shape[0] == 0:
+        raise ValueError(f"`maps` must have shape [bs, h, w] or [bs, 1, h, w] with bs > 0, got {tuple(maps.shape)}")
+    return maps
+
+def _boxes(boxes, bs: int, device) -> Tensor:
+    "`boxes` as a float tensor `[bs, 4]` on `device`, one per map."
+    boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"`boxes` must have shape [bs, 4] as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
+    if boxes.shape[0] != bs:
+        raise ValueError(f"got {bs} maps but {boxes.shape[0]} boxes: pass one box per map, in the same order")
+    return boxes
+
+# %% ../nbs/07_metrics.ipynb #41a8d6c8
 def pointing_game(maps: Tensor, # maps at layer resolution, [bs, h, w] or [bs, 1, h, w]
                   boxes, # object boxes (x0, y0, x1, y1) in image pixels, [bs, 4]: a tensor, array or list
                   img_size, # size of the images the boxes refer to: an int or (H, W)
                   reduce: bool = True # return the fraction of hits; False for a bool tensor [bs] of hits
                  ) -> float | Tensor:
     "Fraction of `maps` whose maximum cell has its centre inside its box in `boxes` (a hit per map if not `reduce`)."
-    if not isinstance(maps, Tensor):
-        raise TypeError(f"`maps` must be a tensor, got {type(maps).__name__}: pass the maps as a method returns them")
-    if maps.ndim == 4 and maps.shape[1] == 1: maps = maps[:, 0]
-    if maps.ndim == 4:
-        raise ValueError(f"`maps` has {maps.shape[1]} maps per image (shape {tuple(maps.shape)}), the pointing game "
-                         f"scores one: pick one class, e.g. `maps[:, 0]` for the first target")
-    if maps.ndim != 3 or maps.shape[0] == 0:
-        raise ValueError(f"`maps` must have shape [bs, h, w] or [bs, 1, h, w] with bs > 0, got {tuple(maps.shape)}")
+    maps = _one_map_each(maps, 'the pointing game')
     H, W = _image_size(img_size)
-    boxes = torch.as_tensor(boxes, dtype=torch.float32, device=maps.device)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"`boxes` must have shape [bs, 4] as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
     bs, h, w = maps.shape
-    if boxes.shape[0] != bs:
-        raise ValueError(f"got {bs} maps but {boxes.shape[0]} boxes: pass one box per map, in the same order")
+    x0, y0, x1, y1 = _boxes(boxes, bs, maps.device).unbind(1)
     flat = maps.reshape(bs, h * w).argmax(1)  # [bs]
     cy = (torch.div(flat, w, rounding_mode='floor') + 0.5) * (H / h)  # [bs]
     cx = (flat % w + 0.5) * (W / w)
-    x0, y0, x1, y1 = boxes.unbind(1)
     hits = (cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)  # [bs]
     return hits.float().mean().item() if reduce else hits
+
+# %% ../nbs/07_metrics.ipynb #d7f496c6
+def box_masks(boxes, # boxes (x0, y0, x1, y1) in image pixels, [bs, 4]
+              img_size # the image size: an int or (H, W)
+             ) -> Tensor:
+    "The share of each pixel that its box covers, `[bs, H, W]`: 1 inside, 0 outside, the covered fraction on the edge."
+    H, W = (int(v) for v in _image_size(img_size))
+    boxes = torch.as_tensor(boxes, dtype=torch.float32)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"`boxes` must have shape [bs, 4] as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
+    x0, y0, x1, y1 = (c[:, None] for c in boxes.unbind(1))  # each [bs, 1]
+    cols = torch.arange(W, dtype=torch.float32, device=boxes.device)
+    rows = torch.arange(H, dtype=torch.float32, device=boxes.device)
+    cover_x = (torch.minimum(cols + 1, x1) - torch.maximum(cols, x0)).clamp(0, 1)  # [bs, W]
+    cover_y = (torch.minimum(rows + 1, y1) - torch.maximum(rows, y0)).clamp(0, 1)  # [bs, H]
+    return cover_y[:, :, None] * cover_x[:, None, :]
+
+# %% ../nbs/07_metrics.ipynb #a2cafe20
+def energy_in_box(maps: Tensor, # maps at any resolution, [bs, h, w] or [bs, 1, h, w]
+                  boxes, # object boxes (x0, y0, x1, y1) in image pixels, [bs, 4]
+                  img_size, # size of the images the boxes refer to: an int or (H, W)
+                  reduce: bool = True, # the mean over the maps; False for the share of each map [bs]
+                  mode: str = 'bilinear' # how the maps are stretched to the image (see `upsample_maps`)
+                 ) -> float | Tensor:
+    "Share of each map's energy (ReLU'd, upsampled to `img_size`) inside its box; NaN for a map that is all zero."
+    maps = _one_map_each(maps, 'energy in box')
+    H, W = (int(v) for v in _image_size(img_size))
+    boxes = _boxes(boxes, len(maps), maps.device)
+    energy = upsample_maps(maps.float().relu(), (H, W), mode=mode)  # [bs, H, W]
+    inside = (energy * box_masks(boxes, (H, W))).sum((-2, -1))  # [bs]
+    total = energy.sum((-2, -1))
+    share = torch.where(total > 0, inside / total.clamp_min(1e-30), torch.nan)
+    return share.nanmean().item() if reduce else share
+
+# %% ../nbs/07_metrics.ipynb #8b386767
+def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    "`x` `[bs, c, H, W]` blurred by a Gaussian of standard deviation `sigma` pixels, reflected at the edges."
+    radius = max(1, min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
+    kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    c = x.shape[1]
+    out = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode='reflect'), kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1),
+                   groups=c)  # along rows
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode='reflect'), kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1),
+                    groups=c)  # along columns
+
+# %% ../nbs/07_metrics.ipynb #ba1be5f0
+def perturbation_baseline(x: Tensor, # a normalized batch [bs, c, H, W]
+                          baseline='blur', # 'blur', 'mean', 'zero', or a tensor that broadcasts to `x`
+                          sigma: float | None = None # the blur's standard deviation in pixels; max(H, W) / 16 if None
+                         ) -> Tensor:
+    "What removed pixels become: `x` blurred, its mean colour, zero, or a given tensor; the shape of `x`."
+    if isinstance(baseline, Tensor):
+        try: return torch.broadcast_to(baseline.to(x.device, x.dtype), x.shape)
+        except RuntimeError:
+            raise ValueError(f"a tensor baseline must broadcast to the batch's shape {tuple(x.shape)}, got "
+                             f"{tuple(baseline.shape)}") from None
+    if baseline == 'blur': return _gaussian_blur(x, sigma if sigma is not None else max(x.shape[-2:]) / 16)
+    if baseline == 'mean': return x.mean((-2, -1), keepdim=True).expand_as(x)
+    if baseline == 'zero': return torch.zeros_like(x)
+    raise ValueError(f"unknown baseline {baseline!r}: pass 'blur', 'mean', 'zero' or a tensor that broadcasts to x")
+
+# %% ../nbs/07_metrics.ipynb #f31298fa
+def _model_device(model: nn.Module):
+    p = next(model.parameters(), None)
+    return None if p is None else p.device
+
+def _check_batch(x, model: nn.Module):
+    "Check that `x` is a batch on the model's device."
+    if not isinstance(x, Tensor) or x.ndim != 4:
+        raise ValueError(f"x must be a normalized batch [bs, c, H, W], got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}: make one from items with "
+                         f"learn.cam_batch(items)")
+    device = _model_device(model)
+    if device is not None and device != x.device:
+        raise ValueError(f"x is on {x.device} but the model is on {device}: move the batch with x.to('{device}')")
+
+def _classes(cls, logits: Tensor) -> Tensor:
+    "One class index per item `[bs]` from `cls`: None (predicted), an int, [bs] or [bs, 1]."
+    bs, n = logits.shape
+    if cls is None: return logits.argmax(1)
+    t = torch.as_tensor(cls, device=logits.device)
+    if t.is_floating_point() or t.dtype == torch.bool: raise TypeError(f"cls must hold class indices, got {cls!r}")
+    t = t.long().as_subclass(Tensor)
+    if t.ndim == 2 and t.shape[1] == 1: t = t[:, 0]
+    if t.ndim == 0: t = t.expand(bs)
+    if t.ndim != 1 or len(t) != bs:
+        raise ValueError(f"cls must be an int or one class per item ({bs}), got shape {tuple(t.shape)}: deletion and "
+                         f"insertion score one map per image")
+    bad = t[(t < 0) | (t >= n)]
+    if len(bad): raise IndexError(f"class {bad[0].item()} is out of range: this model has {n} classes (0-{n - 1})")
+    return t
+
+# %% ../nbs/07_metrics.ipynb #3986c5b9
+def _positive_int(value, name: str):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+def perturbation_curve(model: nn.Module, # the model whose scores the maps should explain
+                       x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
+                       maps: Tensor, # one map per image, [bs, h, w] or [bs, 1, h, w], at any resolution
+                       cls=None, # the class of each map: None (predicted), an int, [bs] or [bs, 1]
+                       mode: str = 'deletion', # 'deletion' (from `x` to the baseline) or 'insertion' (back)
+                       steps: int = 32, # the curve has `steps + 1` points, from 0% to 100% of the pixels
+                       baseline='blur', # what removed pixels become: 'blur', 'mean', 'zero' or a tensor
+                       sigma: float | None = None, # the blur's standard deviation in pixels; max(H, W) / 16 if None
+                       batch_size: int = 256, # perturbed images per forward
+                       act=None, # turns logits into scores; softmax over the classes if None
+                       seed: int = 0 # orders pixels of equal map value, at random but repeatably
+                      ) -> Tensor:
+    "Scores `[bs, steps + 1]` of class `cls` as the pixels of `x` are removed (inserted) in the order of `maps`."
+    if mode not in ('deletion', 'insertion'): raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    _positive_int(steps, 'steps')
+    _positive_int(batch_size, 'batch_size')
+    _check_batch(x, model)
+    maps = _one_map_each(maps, 'deletion and insertion')
+    bs, _, H, W = x.shape
+    if len(maps) != bs: raise ValueError(f"got {len(maps)} maps for {bs} images: pass one map per image")
+    x = x.as_subclass(Tensor)
+    act = act if act is not None else (lambda logits: logits.softmax(1))
+    base = perturbation_baseline(x, baseline, sigma)
+    start, end = (x, base) if mode == 'deletion' else (base, x)
+    values = upsample_maps(maps.float(), (H, W)).flatten(1).to(x.device)  # [bs, H*W]
+    shuffle = torch.randperm(H * W, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    order = shuffle[values[:, shuffle].argsort(dim=1, descending=True, stable=True)]  # [bs, H*W], highest first
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(H * W, device=x.device).expand(bs, -1))
+    counts = torch.round(torch.linspace(0, H * W, steps + 1, device=x.device)).long()  # pixels moved at each step
+    pairs = torch.cartesian_prod(torch.arange(bs, device=x.device), torch.arange(steps + 1, device=x.device))
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            classes = _classes(cls, model(x))
+            scores = []
+            for chunk in pairs.split(batch_size):  # [m, 2]: (item, step) pairs
+                item, step = chunk.unbind(1)
+                moved = (rank[item] < counts[step][:, None]).view(-1, 1, H, W)  # [m, 1, H, W]
+                probs = act(model(torch.where(moved, end[item], start[item])).float())  # [m, n]
+                scores.append(probs.gather(1, classes[item][:, None])[:, 0])
+    finally:
+        for m, training in modes: m.training = training
+    return torch.cat(scores).view(bs, steps + 1)
+
+# %% ../nbs/07_metrics.ipynb #d7283076
+def _auc(curve: Tensor) -> Tensor:
+    "Area under curves `[bs, steps + 1]` sampled evenly on [0, 1], by the trapezoid rule."
+    return (curve[:, :-1] + curve[:, 1:]).mean(1) / 2
+
+def deletion_auc(model: nn.Module, # the model whose scores the maps should explain
+                 x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
+                 maps: Tensor, # one map per image, [bs, h, w] or [bs, 1, h, w]
+                 cls=None, # the class of each map: None (predicted), an int, [bs] or [bs, 1]
+                 reduce: bool = True, # the mean over the images; False for one AUC per image [bs]
+                 **kwargs # passed to `perturbation_curve`: steps, baseline, sigma, batch_size, act, seed
+                ) -> float | Tensor:
+    "Area under the deletion curve (Petsiuk et al., 2018): lower means the map finds what the score depends on."
+    auc = _auc(perturbation_curve(model, x, maps, cls, mode='deletion', **kwargs))
+    return auc.mean().item() if reduce else auc
+
+def insertion_auc(model: nn.Module, # the model whose scores the maps should explain
+                  x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
+                  maps: Tensor, # one map per image, [bs, h, w] or [bs, 1, h, w]
+                  cls=None, # the class of each map: None (predicted), an int, [bs] or [bs, 1]
+                  reduce: bool = True, # the mean over the images; False for one AUC per image [bs]
+                  **kwargs # passed to `perturbation_curve`: steps, baseline, sigma, batch_size, act, seed
+                 ) -> float | Tensor:
+    "Area under the insertion curve (Petsiuk et al., 2018): higher means the map finds what the score depends on."
+    auc = _auc(perturbation_curve(model, x, maps, cls, mode='insertion', **kwargs))
+    return auc.mean().item() if reduce else auc
+
+# %% ../nbs/07_metrics.ipynb #6336a08e
+def _ranks(a: Tensor) -> Tensor:
+    "Ranks `[bs, n]` of each row of `a`, from 0, ties given their average rank."
+    out = []
+    for chunk in a.split(max(1, 2 ** 24 // max(1, a.shape[1] ** 2))):  # [m, n, n] comparisons at a time
+        less = (chunk[:, None, :] < chunk[:, :, None]).sum(-1)  # [m, n]: how many values lie below each value
+        equal = (chunk[:, None, :] == chunk[:, :, None]).sum(-1)
+        out.append(less + (equal - 1) / 2)
+    return torch.cat(out).float()
+
+def spearman(a: Tensor, # [bs, ...] e.g. maps [bs, h, w]
+             b: Tensor # the same shape as `a`
+            ) -> Tensor:
+    "Spearman rank correlation `[bs]` between `a[i]` and `b[i]`; NaN where either is constant."
+    ra, rb = _ranks(a.flatten(1).float()), _ranks(b.flatten(1).float())
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    norms = ra.norm(dim=1) * rb.norm(dim=1)
+    return torch.where(norms > 0, (ra * rb).sum(1) / norms.clamp_min(1e-30), torch.nan)
+
+# %% ../nbs/07_metrics.ipynb #87c817aa
+def randomization_blocks(model: nn.Module) -> list:
+    "Names of the parts of `model` to re-initialize, top down: the head, then the body's blocks from last to first."
+    def opened(prefix, m):  # a stage that is an nn.Sequential counts block by block
+        return [(f"{prefix}.{i}", c) for i, c in enumerate(m)] if isinstance(m, nn.Sequential) else [(prefix, m)]
+    if is_body_head(model):
+        units = [('1', model[1])] + [u for i, c in enumerate(model[0]) for u in opened(f"0.{i}", c)][::-1]
+    else:
+        units = [u for name, c in model.named_children() for u in opened(name, c)][::-1]
+    return [name for name, m in units if any(True for _ in m.parameters())]
+
+def _reinitialize(module: nn.Module):
+    "New parameters (and statistics) for every layer of `module`, from its own `reset_parameters`."
+    for m in module.modules():
+        if hasattr(m, 'reset_parameters'): m.reset_parameters()
+
+# %% ../nbs/07_metrics.ipynb #74c425db
+@contextmanager
+def _rng_kept(device: torch.device):
+    "Restore the random generators of Python, NumPy and torch (and `device`'s) when the block ends."
+    python, numpy = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []): yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+
+def _method_label(m) -> str:
+    return m if isinstance(m, str) else getattr(m, '__name__', type(m).__name__)
+
+def randomization_check(learn, # a trained `Learner`; its model is copied, never changed
+                        method='auto', # a method name, class or object, or a list of them
+                        items=16, # validation indices, or how many of the first validation items
+                        layer=None, # the target layer (a name or index; see `find_layer`); None: the body's output
+                        blocks: list | None = None, # dotted names of the blocks to randomize, top first
+                        seed: int = 0 # seed of the new parameters
+                       ) -> pd.DataFrame:
+    "Mean Spearman correlation of each method's maps with the trained model's as blocks are re-initialized, top down."
+    model = learn.model
+    names = randomization_blocks(model) if blocks is None else list(blocks)
+    twin = copy.deepcopy(model)
+    parts = dict(twin.named_modules())
+    missing = [n for n in names if n not in parts]
+    if missing:
+        raise ValueError(f"no blocks named {missing} in this model; randomization_blocks(learn.model) lists them")
+    if isinstance(layer, nn.Module): layer = layer_name(model, layer)
+    methods = list(method) if isinstance(method, (list, tuple)) else [method]
+    objects = [cam_method(twin, m, layer) for m in methods]
+    device = _model_device(model) or torch.device('cpu')
+    with _rng_kept(device):  # making the batch draws from them (a DataLoader), and so do the new parameters
+        x = learn.cam_batch(list(range(items)) if isinstance(items, int) else list(items))
+        trained = [o.compute(x) for o in objects]
+        rows = [[1.0] * len(objects)]
+        torch.manual_seed(seed)
+        for name in names:
+            _reinitialize(parts[name])
+            rows.append([spearman(r.maps[:, 0], o.compute(x, r.targets).maps[:, 0]).nanmean().item()
+                         for o, r in zip(objects, trained)])
+    labels = ['head' if name == '1' and is_body_head(model) else name for name in names]
+    index = pd.Index(['none (trained)'] + labels, name='randomized down to')
+    return pd.DataFrame(rows, index=index, columns=[_method_label(m) for m in methods])
+
+# %% ../nbs/07_metrics.ipynb #54d6ec1a
+def plot_randomization(df: pd.DataFrame, # the result of `randomization_check`
+                       ax=None, # the axes to draw on; a new figure if None
+                       title: str = 'Cascading randomization' # the plot's title
+                      ):
+    "One line per method: the correlation with the trained maps as blocks are randomized, top down; returns the axes."
+    if ax is None: _, ax = plt.subplots(figsize=(2 + 0.6 * len(df), 3.5))
+    for column in df.columns: ax.plot(range(len(df)), df[column].to_numpy(), marker='o', label=column)
+    ax.axhline(0, color='grey', lw=0.8, ls=':')
+    ax.set_xticks(range(len(df)), list(df.index), rotation=45, ha='right')
+    ax.set_ylim(-0.5, 1.05)
+    ax.set_xlabel(df.index.name)
+    ax.set_ylabel('Spearman correlation\nwith the trained maps')
+    ax.set_title(title)
+    ax.legend(fontsize='small')
+    return ax
+
+# %% ../nbs/07_metrics.ipynb #d336e239
+def _report_boxes(learn, boxes) -> Tensor:
+    if boxes is not None: return torch.as_tensor(boxes, dtype=torch.float32)
+    from fastcam.data import digits_boxes
+    try: return digits_boxes(learn.dls)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"cannot find the object boxes of this data ({e}); pass boxes= [n, 4] as (x0, y0, x1, y1) in "
+                         f"the pixels of the model's input, one per item of dl") from None
+
+# %% ../nbs/07_metrics.ipynb #5f6d307e
+def cam_report(learn, # a trained `Learner`
+               methods='all', # 'all' (`all_methods`: every method in METHODS) or a list of names, classes or objects
+               dl=None, # a labelled DataLoader to score; `learn.dls.valid` if None
+               boxes=None, # object boxes [n, 4] of `dl`'s items in input pixels; `digits_boxes(learn.dls)` if None
+               cls=None, # None: explain the predicted class; 'target': each item's true class
+               layer=None, # the target layer; None: the body's output
+               n_items: int | None = None, # score only the first `n_items` items of `dl`
+               steps: int = 16, # deletion and insertion steps
+               baseline='blur', # deletion and insertion baseline (see `perturbation_baseline`)
+               batch_size: int = 256, # perturbed images per forward
+               progress: bool = True # show a progress bar
+              ) -> pd.DataFrame:
+    "Methods x (pointing game, energy in box, deletion AUC, insertion AUC, seconds per image) on items with boxes."
+    if cls is not None and not (isinstance(cls, str) and cls == 'target'):
+        raise ValueError(f"cls must be None (the predicted class) or 'target' (the true class), got {cls!r}")
+    dl = (learn.dls.valid if dl is None else dl).new(shuffle=False, drop_last=False)
+    boxes = _report_boxes(learn, boxes)
+    n = len(dl.dataset) if n_items is None else min(n_items, len(dl.dataset))
+    if len(boxes) < n: raise ValueError(f"got {len(boxes)} boxes for {n} items: pass one box per item of dl")
+    wanted = all_methods(learn.model, layer) if isinstance(methods, str) and methods == 'all' else list(methods)
+    objects = {_method_label(m): cam_method(learn.model, m, layer) for m in wanted}
+    metrics = ['pointing_game', 'energy_in_box', 'deletion_auc', 'insertion_auc']
+    scores = {name: {k: [] for k in metrics} for name in objects}
+    seconds = dict.fromkeys(objects, 0.)
+    perturb = dict(steps=steps, baseline=baseline, batch_size=batch_size)
+    done = 0
+    with _rng_kept(_model_device(learn.model) or torch.device('cpu')):  # iterating a DataLoader draws from them
+        for b in (progress_bar(dl, leave=False) if progress else dl):
+            if done >= n: break
+            xb = b[0][:n - done]
+            yb = b[dl.n_inp][:n - done] if cls == 'target' else None
+            box, size = boxes[done:done + len(xb)], tuple(xb.shape[-2:])
+            for name, m in objects.items():
+                if xb.device.type == 'cuda': torch.cuda.synchronize(xb.device)
+                start = time.perf_counter()
+                res = m.compute(xb, yb)
+                if xb.device.type == 'cuda': torch.cuda.synchronize(xb.device)
+                seconds[name] += time.perf_counter() - start
+                maps, targets = res.maps[:, 0], res.targets[:, 0]
+                per_item = [pointing_game(maps, box, size, reduce=False).float(),
+                            energy_in_box(maps, box, size, reduce=False),
+                            deletion_auc(learn.model, xb, maps, targets, reduce=False, **perturb),
+                            insertion_auc(learn.model, xb, maps, targets, reduce=False, **perturb)]
+                for k, v in zip(metrics, per_item): scores[name][k].append(v.cpu())
+            done += len(xb)
+    rows = {name: {k: torch.cat(v).nanmean().item() for k, v in per_item.items()} for name, per_item in scores.items()}
+    for name in rows: rows[name]['seconds_per_image'] = seconds[name] / done
+    df = pd.DataFrame.from_dict(rows, orient='index').rename_axis('method')
+    df.attrs.update(items=done, steps=steps, baseline=baseline)
+    return df
+
+# %% ../nbs/07_metrics.ipynb #beeed2cb
+@patch
+@delegates(cam_report)
+def cam_report(self: Learner, methods='all', **kwargs) -> pd.DataFrame:
+    "`cam_report(self, methods, ...)`: methods x (pointing game, energy in box, deletion, insertion, time per image)."
+    return cam_report(self, methods, **kwargs)

@@ -20,12 +20,28 @@ def test_demo_meets_its_targets(demo):
     assert f['pointing_game_cam'] > 3 * f['chance']
     assert (path/'demo.png').stat().st_size > 10_000
 
+def test_demo_reports_every_method(demo):
+    from fastcam.learner import all_methods
+    from fastcam.data import digits_dls, cam_learner
+    path, f = demo
+    report = f['report']
+    print(report.round(3).to_string())
+    learn = cam_learner(digits_dls(path/'data'))
+    assert list(report.index) == [m.__name__ for m in all_methods(learn.model)]
+    assert report.attrs['items'] == 100
+    assert ((report.iloc[:, :4] >= 0) & (report.iloc[:, :4] <= 1)).all().all()
+    # on the demo model CAM points at the digit in the report's items as in the whole validation set
+    assert report.loc['CAM', 'pointing_game'] >= 0.85
+    # a map that marks the digit: removing what it marks first lowers the class score faster than adding it back
+    assert report.loc['CAM', 'deletion_auc'] < report.loc['CAM', 'insertion_auc']
+
 def test_second_run_loads_the_cache(demo, capsys):
     path, f = demo
-    assert main(['demo', '--path', str(path), '-o', str(path/'again.png')]) == 0
+    assert main(['demo', '--path', str(path), '-o', str(path/'again.png'), '--report-items', '8']) == 0
     out = capsys.readouterr().out
     assert 'loaded the trained model' in out and 'training 0 s' in out
     assert f"{f['accuracy']:.1%}" in out
+    assert 'every method on 8 validation items' in out and 'GradCAMPlusPlus' in out
 
 def test_console_script_is_installed():
     exe = Path(sys.executable).parent/'fastcam'
