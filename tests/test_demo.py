@@ -6,13 +6,15 @@ import pytest
 matplotlib.use('Agg')
 from fastcam.cli import run_demo, main
 
-@pytest.fixture(scope='module')
-def demo(tmp_path_factory):
-    path = tmp_path_factory.mktemp('demo')
-    return path, run_demo(path, out=path/'demo.png')
+def test_demo(tmp_path, capsys):
+    "One test, so that the demo trains once also when pytest-xdist spreads the tests over workers."
+    f = run_demo(tmp_path, out=tmp_path/'demo.png')
+    check_targets(tmp_path, f)
+    check_report(tmp_path, f)
+    check_second_run(tmp_path, f, capsys)
+    check_show_with_an_exported_learner(tmp_path)
 
-def test_demo_meets_its_targets(demo):
-    path, f = demo
+def check_targets(path, f):
     print(f)
     assert f['accuracy'] >= 0.95, f"demo accuracy {f['accuracy']:.1%} is below the 95% target"
     assert f['pointing_game_cam'] >= 0.90, f"CAM pointing game {f['pointing_game_cam']:.1%} is below the 90% target"
@@ -20,10 +22,9 @@ def test_demo_meets_its_targets(demo):
     assert f['pointing_game_cam'] > 3 * f['chance']
     assert (path/'demo.png').stat().st_size > 10_000
 
-def test_demo_reports_every_method(demo):
+def check_report(path, f):
     from fastcam.learner import all_methods
     from fastcam.data import digits_dls, cam_learner
-    path, f = demo
     report = f['report']
     print(report.round(3).to_string())
     learn = cam_learner(digits_dls(path/'data'))
@@ -35,8 +36,8 @@ def test_demo_reports_every_method(demo):
     # a map that marks the digit: removing what it marks first lowers the class score faster than adding it back
     assert report.loc['CAM', 'deletion_auc'] < report.loc['CAM', 'insertion_auc']
 
-def test_second_run_loads_the_cache(demo, capsys):
-    path, f = demo
+def check_second_run(path, f, capsys):
+    capsys.readouterr()
     assert main(['demo', '--path', str(path), '-o', str(path/'again.png'), '--report-items', '8']) == 0
     out = capsys.readouterr().out
     assert 'loaded the trained model' in out and 'training 0 s' in out
@@ -48,14 +49,13 @@ def test_console_script_is_installed():
     out = subprocess.run([str(exe) if exe.exists() else 'fastcam', '--help'], capture_output=True, text=True, check=True)
     assert 'demo' in out.stdout and 'show' in out.stdout
 
-def test_fastcam_show_with_an_exported_learner(demo, tmp_path):
+def check_show_with_an_exported_learner(path):
     from fastcam.data import digits_dls, cam_learner
     import torch
-    path, f = demo
     learn = cam_learner(digits_dls(path/'data'))
     learn.model.load_state_dict(torch.load(path/'demo_model.pth'))
-    learn.export(tmp_path/'export.pkl')
+    learn.export(path/'export.pkl')
     image = path/'data'/learn.dls.valid_ds.items.fname.iloc[0]
-    assert main(['show', str(image), '--learner', str(tmp_path/'export.pkl'), '--cls', '3',
-                 '-o', str(tmp_path/'cam.png')]) == 0
-    assert (tmp_path/'cam.png').stat().st_size > 5_000
+    assert main(['show', str(image), '--learner', str(path/'export.pkl'), '--cls', '3',
+                 '-o', str(path/'cam.png')]) == 0
+    assert (path/'cam.png').stat().st_size > 5_000
