@@ -3,6 +3,7 @@ import json, os, re, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
+from filelock import FileLock  # installed with torch
 
 ROOT = Path(__file__).resolve().parents[1]
 for module in ['mkdocs', 'material', 'mkdocs_jupyter', 'mkdocstrings_handlers.python']:
@@ -16,7 +17,9 @@ def site(tmp_path_factory):
     out = tmp_path_factory.mktemp('site')
     env = {**os.environ, 'NO_MKDOCS_2_WARNING': '1'}
     command = [sys.executable, '-m', 'mkdocs', 'build', '--strict', '-f', str(ROOT/'mkdocs.yml'), '-d', str(out)]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+    (ROOT/'_proc').mkdir(exist_ok=True)
+    with FileLock(ROOT/'_proc'/'mkdocs.lock'):  # the build stages the notebooks in _proc/: one build at a time
+        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout}\n{run.stderr}"
     return out
 
