@@ -5,10 +5,8 @@
 # %% ../nbs/05_callback.ipynb #824d39c3
 from __future__ import annotations
 import io
-import random
 import sys
 import warnings
-from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -16,28 +14,16 @@ import matplotlib
 from PIL import Image, ImageDraw, ImageFont
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
-from fastai.torch_core import noop, rank_distrib
-from .core import CAMResult, cam_method
+from fastai.torch_core import rank_distrib
+from .core import CAMResult, cam_method, keep_rng_state
 from .show import show_cam_grid, upsample_maps
+from .learner import _probabilities
 import fastcam.learner  # noqa: F401  (adds learn.cam_batch, learn.class_index, learn.decode_batch_images)
 
 # %% auto #0
-__all__ = ['keep_rng_state', 'CAMCallback']
+__all__ = ['CAMCallback']
 
-# %% ../nbs/05_callback.ipynb #ddddac29
-@contextmanager
-def keep_rng_state():
-    "Restore the states of Python's, NumPy's and torch's random generators (CPU, and CUDA if initialized) on exit."
-    py, np_state, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    try: yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(np_state)
-        torch.set_rng_state(cpu)
-        if cuda is not None: torch.cuda.set_rng_state_all(cuda)
-
-# %% ../nbs/05_callback.ipynb #bf571a9c
+# %% ../nbs/05_callback.ipynb #5d6a1b83
 def _index(item) -> int | None:
     "`item` as a validation index if it is one (an int or a 0-d integer tensor), else None."
     if isinstance(item, Tensor) and item.ndim == 0 and not item.is_floating_point(): item = item.item()
@@ -53,11 +39,7 @@ def _batch_for(model: nn.Module, x: Tensor) -> Tensor:
     if p is None: return x
     return x.to(device=p.device, dtype=p.dtype if p.is_floating_point() else x.dtype)
 
-def _probabilities(learn: Learner, logits: Tensor) -> Tensor:
-    "The loss function's activation of `logits` (softmax for cross-entropy), as `learn.predict` applies it."
-    return getattr(learn.loss_func, 'activation', noop)(logits.float())
-
-# %% ../nbs/05_callback.ipynb #08f6c25d
+# %% ../nbs/05_callback.ipynb #48136732
 def _check_items(items):
     "Check the structure of `items` when the callback is made; ranges are checked at `before_fit`."
     if isinstance(items, bool) or (not isinstance(items, (int, list, tuple, Tensor))):
@@ -79,7 +61,7 @@ def _check_fname(fname):
         raise ValueError(f"fname={str(fname)!r} is not a pattern with only {{epoch}} in it ({type(e).__name__}: {e}): "
                          f"pass e.g. 'cams/epoch_{{epoch:03d}}.png', or None for no files") from None
 
-# %% ../nbs/05_callback.ipynb #9bb18983
+# %% ../nbs/05_callback.ipynb #bf571a9c
 _PANEL, _GAP, _BAND = 128, 4, 16  # smallest panel side, gap between panels, height of a title band (pixels)
 
 def _font(size: int = 11):
@@ -121,7 +103,7 @@ def _grid_png(images: Tensor, # decoded images [n, 3, H, W] (bytes 0-255 or floa
     img.save(buf, format='png', compress_level=1)
     return buf.getvalue()
 
-# %% ../nbs/05_callback.ipynb #ef28503e
+# %% ../nbs/05_callback.ipynb #cc82a883
 def _trackers(learn: Learner, skip: set) -> list:
     "`(name, log(rgb, epoch))` for each tracker of `learn` in use, except those named in `skip`."
     found = []
@@ -141,7 +123,7 @@ def _trackers(learn: Learner, skip: set) -> list:
             found.append(('W&B', log_wandb))
     return found
 
-# %% ../nbs/05_callback.ipynb #eb2e6c78
+# %% ../nbs/05_callback.ipynb #b56bde3e
 class CAMCallback(Callback):
     "Record maps of fixed items every `every` epochs: keep them in `history`, save PNG grids, log them to trackers."
     order, run_valid = Recorder.order + 2, False  # after TensorBoard/W&B set up (51), before trackers that stop (60)

@@ -5,7 +5,10 @@
 # %% ../nbs/01_core.ipynb #c879e99d
 from __future__ import annotations
 import difflib
+import random
+from contextlib import contextmanager
 from dataclasses import dataclass
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -13,7 +16,7 @@ from torch import nn, Tensor
 # %% auto #0
 __all__ = ['METHODS', 'is_body_head', 'layer_name', 'find_layer', 'last_feature_layer', 'resolve_targets', 'class_gradients',
            'CAMResult', 'fuse_maps', 'CAMMethod', 'NotCAMReadyError', 'fold_head', 'modules_after', 'CAM', 'GradCAM',
-           'register_method', 'cam_method']
+           'register_method', 'cam_method', 'keep_rng_state']
 
 # %% ../nbs/01_core.ipynb #0a69d4a4
 def is_body_head(model: nn.Module) -> bool:
@@ -417,3 +420,16 @@ def cam_method(model: nn.Module, # the model to explain
         raise ValueError(f"unknown method {method!r}{f' (did you mean {near}?)' if near else ''}; "
                          f"known: {sorted(METHODS)} and 'auto'")
     return METHODS[key](model, layer, **kwargs)
+
+# %% ../nbs/01_core.ipynb #f73b33d3
+@contextmanager
+def keep_rng_state():
+    "Restore the states of Python's, NumPy's and torch's random generators (CPU, and CUDA if initialized) on exit."
+    py, np_state, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try: yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
+        torch.set_rng_state(cpu)
+        if cuda is not None: torch.cuda.set_rng_state_all(cuda)

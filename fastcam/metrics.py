@@ -6,9 +6,7 @@
 from __future__ import annotations
 import copy
 import math
-import random
 import time
-from contextlib import contextmanager
 from numbers import Real
 import numpy as np
 import pandas as pd
@@ -17,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
-from .core import cam_method, is_body_head, layer_name
+from .core import cam_method, is_body_head, keep_rng_state, layer_name
 from .show import upsample_maps
 from .learner import all_methods  # and learn.cam_batch, used by randomization_check
 import fastcam.methods  # noqa: F401  (registers the method family in METHODS, for cam_report's 'all')
@@ -286,16 +284,6 @@ def _reinitialize(module: nn.Module):
         if hasattr(m, 'reset_parameters'): m.reset_parameters()
 
 # %% ../nbs/07_metrics.ipynb #74c425db
-@contextmanager
-def _rng_kept(device: torch.device):
-    "Restore the random generators of Python, NumPy and torch (and `device`'s) when the block ends."
-    python, numpy = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []): yield
-    finally:
-        random.setstate(python)
-        np.random.set_state(numpy)
-
 def _method_label(m) -> str:
     return m if isinstance(m, str) else getattr(m, '__name__', type(m).__name__)
 
@@ -317,8 +305,7 @@ def randomization_check(learn, # a trained `Learner`; its model is copied, never
     if isinstance(layer, nn.Module): layer = layer_name(model, layer)
     methods = list(method) if isinstance(method, (list, tuple)) else [method]
     objects = [cam_method(twin, m, layer) for m in methods]
-    device = _model_device(model) or torch.device('cpu')
-    with _rng_kept(device):  # making the batch draws from them (a DataLoader), and so do the new parameters
+    with keep_rng_state():  # making the batch draws from them (a DataLoader), and so do the new parameters
         x = learn.cam_batch(list(range(items)) if isinstance(items, int) else list(items))
         trained = [o.compute(x) for o in objects]
         rows = [[1.0] * len(objects)]
@@ -384,7 +371,7 @@ def cam_report(learn, # a trained `Learner`
     seconds = dict.fromkeys(objects, 0.)
     perturb = dict(steps=steps, baseline=baseline, batch_size=batch_size)
     done = 0
-    with _rng_kept(_model_device(learn.model) or torch.device('cpu')):  # iterating a DataLoader draws from them
+    with keep_rng_state():  # iterating a DataLoader draws from them
         for b in (progress_bar(dl, leave=False) if progress else dl):
             if done >= n: break
             xb = b[0][:n - done]
