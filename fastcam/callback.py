@@ -15,9 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import rank_distrib
-from .core import CAMResult, cam_method, keep_rng_state
-from .show import show_cam_grid, upsample_maps
-from .learner import _probabilities
+from .core import CAMResult, cam_method, check_int, keep_rng_state, probabilities
+from .show import normalize_maps, show_cam_grid, upsample_maps
 import fastcam.learner  # noqa: F401  (adds learn.cam_batch, learn.class_index, learn.decode_batch_images)
 
 # %% auto #0
@@ -45,8 +44,7 @@ def _check_items(items):
     if isinstance(items, bool) or (not isinstance(items, (int, list, tuple, Tensor))):
         raise TypeError(f"items must be an int (the first n validation items) or a list of validation indices, paths "
                         f"or images, got {type(items).__name__}: {items!r}")
-    if isinstance(items, int) and items < 1:
-        raise ValueError(f"items={items}: pass the number of validation items to watch, e.g. items=8")
+    if isinstance(items, int): check_int(items, 'items', fix="pass the number of validation items to watch, e.g. items=8")
     if not isinstance(items, int) and len(items) == 0:
         raise ValueError("items is empty: pass the number of validation items to watch (e.g. 8) or a list of them")
     if isinstance(items, Tensor) and items.ndim != 1:
@@ -78,9 +76,8 @@ def _grid_png(images: Tensor, # decoded images [n, 3, H, W] (bytes 0-255 or floa
              ) -> bytes:
     "PNG bytes of the grid image | map (one row per item), drawn as `show_cam_grid` draws it, with arrays."
     n, _, H, W = images.shape
-    up = upsample_maps(maps[:, 0].float(), (H, W)).numpy()  # [n, H, W]
-    lo, hi = up.min((1, 2), keepdims=True), up.max((1, 2), keepdims=True)
-    colours = matplotlib.colormaps[cmap]((up - lo) / np.where(hi > lo, hi - lo, 1))[..., :3]  # [n, H, W, 3]
+    up = normalize_maps(upsample_maps(maps[:, 0].float(), (H, W))).numpy()  # [n, H, W], each in [0, 1]
+    colours = matplotlib.colormaps[cmap](up)[..., :3]  # [n, H, W, 3]
     imgs = images.permute(0, 2, 3, 1).float().numpy()
     imgs = (imgs / 255 if not images.is_floating_point() else imgs).clip(0, 1)  # [n, H, W, 3]
     if imgs.shape[-1] == 1: imgs = imgs.repeat(3, -1)
@@ -137,8 +134,7 @@ class CAMCallback(Callback):
                  show: bool = False # also draw each grid in the notebook
                 ):
         _check_items(items)
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every={every!r}: pass a positive int, e.g. every=1 for every epoch, 5 for every fifth")
+        check_int(every, 'every', fix="pass e.g. every=1 for every epoch, 5 for every fifth")
         _check_fname(fname)
         self.items = items.tolist() if isinstance(items, Tensor) else items
         self.every, self.method, self.layer, self.cls, self.fname, self.show = every, method, layer, cls, fname, show
@@ -217,7 +213,7 @@ class CAMCallback(Callback):
 
     def _record(self, epoch: int, res: CAMResult):
         "Keep the maps of `res` as `history[epoch]`; draw, save, show and log the grid if anything takes it."
-        probs = _probabilities(self.learn, res.logits).gather(1, res.targets)  # [n, 1]
+        probs = probabilities(self.learn.loss_func, res.logits).gather(1, res.targets)  # [n, 1]
         self.history[epoch] = res.maps.detach().float().cpu()
         self._info[epoch] = (res.targets[:, 0].cpu(), probs[:, 0].cpu())
         loggers = _trackers(self.learn, self._failed)

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
-from torch import nn, Tensor
+from torch import Tensor
 from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
 from fastai.data.core import DataLoaders
@@ -25,6 +25,7 @@ from fastai.metrics import accuracy
 from fastai.vision.data import ImageDataLoaders
 from fastai.vision.learner import create_vision_model, default_split
 from torchvision.models import resnet18
+from .core import check_int
 
 # %% auto #0
 __all__ = ['make_digits', 'show_digits_boxes', 'digits_dls', 'digits_boxes', 'cam_learner']
@@ -90,13 +91,6 @@ def _draw_item(rng: np.random.Generator, # the generator that decides everything
     x0, y0, x1, y1 = _ink_box(layer)
     return np.round(pixels * 255).astype(np.uint8), (x0 + x, y0 + y, x1 + x, y1 + y), digit
 
-# %% ../nbs/08_data.ipynb #e561ec17
-def _check_int(name: str, value, low: int, fix: str):
-    "Raise if `value` is not an int of at least `low`."
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int, got {value!r} ({type(value).__name__}): {fix}")
-    if value < low: raise ValueError(f"`{name}` must be at least {low}, got {value}: {fix}")
-
 # %% ../nbs/08_data.ipynb #e06e8be4
 def _read_labels(csv: Path) -> pd.DataFrame:
     "The labels CSV written by `make_digits`, with the labels as strings."
@@ -112,11 +106,11 @@ def make_digits(path, # folder for `images/`, `labels.csv` and `digits.json`; cr
                 force: bool = False # make the pictures again even if `path` holds them for these parameters
                ) -> pd.DataFrame:
     "Make the digits-on-clutter task in `path` and return its labels: `fname`, `label`, `x0,y0,x1,y1`, `is_valid`, `source`."
-    _check_int('n_train', n_train, 1, "pass the number of training pictures, e.g. 3000")
-    _check_int('n_valid', n_valid, 1, "pass the number of validation pictures, e.g. 600")
-    _check_int('digit_size', digit_size, 8, "the digits are 8x8 and are only upscaled; pass e.g. 24")
-    _check_int('size', size, digit_size, f"the canvas must hold the {digit_size} px digit; pass e.g. size={max(64, digit_size)}")
-    _check_int('seed', seed, 0, "pass a non-negative int such as 42")
+    check_int(n_train, 'n_train', fix="pass the number of training pictures, e.g. 3000")
+    check_int(n_valid, 'n_valid', fix="pass the number of validation pictures, e.g. 600")
+    check_int(digit_size, 'digit_size', 8, "the digits are 8x8 and are only upscaled; pass e.g. 24")
+    check_int(size, 'size', digit_size, f"the canvas must hold the {digit_size} px digit; pass e.g. size={max(64, digit_size)}")
+    check_int(seed, 'seed', 0, "pass a non-negative int such as 42")
     path = Path(path)
     csv, params_file = path/'labels.csv', path/'digits.json'
     params = dict(format=_FORMAT, n_train=n_train, n_valid=n_valid, size=size, digit_size=digit_size, seed=seed)

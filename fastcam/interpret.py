@@ -108,7 +108,7 @@ class CAMInterpretation(ClassificationInterpretation):
                        predicted # the predicted class: a name or an index
                       ) -> Tensor:
         "Indices of the items of class `actual` predicted as `predicted`, largest loss first."
-        a, p = _class_index(self.vocab, actual), _class_index(self.vocab, predicted)
+        a, p = _class_index(self.learn, actual), _class_index(self.learn, predicted)
         idx = ((self.targs == a) & (self.decoded == p)).nonzero()[:, 0]
         return idx[self.losses[idx].argsort(descending=True)]
 
@@ -124,20 +124,17 @@ class CAMInterpretation(ClassificationInterpretation):
         if not len(idx):
             raise ValueError(f"no item of class {actual!r} was predicted as {predicted!r}; most_confused() lists the "
                              f"pairs that occur: {self.most_confused()[:5]}")
-        a, p = (str(self.vocab[_class_index(self.vocab, c)]) for c in (actual, predicted))
+        a, p = (str(self.vocab[_class_index(self.learn, c)]) for c in (actual, predicted))
         return _plot_items(self, idx[:k].tolist(), same_scale, f"actual {a}, predicted {p}", **kwargs)
 
 # %% ../nbs/06_interpret.ipynb #e13efd7f
-def _class_index(vocab, cls) -> int:
-    "The index of class `cls` (a name or an index) in `vocab`."
-    names = [str(v) for v in vocab]
-    if isinstance(cls, str):
-        if cls not in names: raise KeyError(f"unknown class name {cls!r}; the classes are {names}")
-        return names.index(cls)
-    if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or not 0 <= cls < len(names):
-        raise IndexError(f"class {cls!r} is out of range: there are {len(names)} classes (0-{len(names) - 1}); "
-                         f"pass an index or a name from {names}")
-    return int(cls)
+def _class_index(learn: Learner, cls) -> int:
+    "The index of one class `cls`, a name (looked up by `learn.class_index`) or an index, checked against the vocab."
+    index, n = learn.class_index(cls), len(learn.dls.vocab)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < n:
+        raise IndexError(f"class {cls!r} is out of range: there are {n} classes (0-{n - 1}); pass an index below {n} "
+                         f"or a name from learn.dls.vocab")
+    return int(index)
 
 def _shared_scale(maps: Tensor) -> Tensor:
     "Maps `[n, k, h, w]` divided by each item's largest value, so the maps of one item share a colour scale."

@@ -8,20 +8,21 @@ import copy
 import math
 import time
 from numbers import Real
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn, Tensor
+from torchvision.transforms.functional import gaussian_blur
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
-from .core import cam_method, is_body_head, keep_rng_state, layer_name
+from .core import (cam_method, check_batch, check_int, is_body_head, keep_rng_state, layer_name, method_label,
+                          resolve_targets)
 from .show import upsample_maps
-from .learner import all_methods  # and learn.cam_batch, used by randomization_check
-import fastcam.methods  # noqa: F401  (registers the method family in METHODS, for cam_report's 'all')
+from .methods import all_methods
+import fastcam.learner  # noqa: F401  (adds learn.cam_batch, used by randomization_check)
 from fastcore.basics import patch
 from fastcore.meta import delegates
 from fastai.learner import Learner
+
 
 # %% auto #0
 __all__ = ['pointing_game', 'box_masks', 'energy_in_box', 'perturbation_baseline', 'perturbation_curve', 'deletion_auc',
@@ -113,16 +114,10 @@ def energy_in_box(maps: Tensor, # maps at any resolution, [bs, h, w] or [bs, 1, 
 
 # %% ../nbs/07_metrics.ipynb #8b386767
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    "`x` `[bs, c, H, W]` blurred by a Gaussian of standard deviation `sigma` pixels, reflected at the edges."
-    radius = max(1, min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
-    kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    kernel = (kernel / kernel.sum()).to(x.dtype)
-    c = x.shape[1]
-    out = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode='reflect'), kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1),
-                   groups=c)  # along rows
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode='reflect'), kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1),
-                    groups=c)  # along columns
+    "`x` `[bs, c, H, W]` blurred by a Gaussian of standard deviation `sigma` pixels (radius 3 sigma), reflected at the edges."
+    radius = max(1, min(math.ceil(3 * sigma), min(x.shape[-2:]) - 1))  # a reflection must be shorter than the side
+    return gaussian_blur(x, [2 * radius + 1] * 2, [sigma, sigma])
+
 
 # %% ../nbs/07_metrics.ipynb #ba1be5f0
 def perturbation_baseline(x: Tensor, # a normalized batch [bs, c, H, W]
@@ -141,41 +136,16 @@ def perturbation_baseline(x: Tensor, # a normalized batch [bs, c, H, W]
     raise ValueError(f"unknown baseline {baseline!r}: pass 'blur', 'mean', 'zero' or a tensor that broadcasts to x")
 
 # %% ../nbs/07_metrics.ipynb #f31298fa
-def _model_device(model: nn.Module):
-    p = next(model.parameters(), None)
-    return None if p is None else p.device
-
-def _check_batch(x, model: nn.Module):
-    "Check that `x` is a batch on the model's device."
-    if not isinstance(x, Tensor) or x.ndim != 4:
-        raise ValueError(f"x must be a normalized batch [bs, c, H, W], got "
-                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}: make one from items with "
-                         f"learn.cam_batch(items)")
-    device = _model_device(model)
-    if device is not None and device != x.device:
-        raise ValueError(f"x is on {x.device} but the model is on {device}: move the batch with x.to('{device}')")
-
 def _classes(cls, logits: Tensor) -> Tensor:
     "One class index per item `[bs]` from `cls`: None (predicted), an int, [bs] or [bs, 1]."
-    bs, n = logits.shape
-    if cls is None: return logits.argmax(1)
-    t = torch.as_tensor(cls, device=logits.device)
-    if t.is_floating_point() or t.dtype == torch.bool: raise TypeError(f"cls must hold class indices, got {cls!r}")
-    t = t.long().as_subclass(Tensor)
-    if t.ndim == 2 and t.shape[1] == 1: t = t[:, 0]
-    if t.ndim == 0: t = t.expand(bs)
-    if t.ndim != 1 or len(t) != bs:
-        raise ValueError(f"cls must be an int or one class per item ({bs}), got shape {tuple(t.shape)}: deletion and "
-                         f"insertion score one map per image")
-    bad = t[(t < 0) | (t >= n)]
-    if len(bad): raise IndexError(f"class {bad[0].item()} is out of range: this model has {n} classes (0-{n - 1})")
-    return t
+    targets = resolve_targets(logits, cls)  # [bs, k]
+    if targets.shape[1] != 1:
+        raise ValueError(f"cls must be an int or one class per item ({len(logits)}), got {targets.shape[1]} per item: "
+                         f"deletion and insertion score one map per image")
+    return targets[:, 0]
+
 
 # %% ../nbs/07_metrics.ipynb #3986c5b9
-def _positive_int(value, name: str):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
 def perturbation_curve(model: nn.Module, # the model whose scores the maps should explain
                        x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
                        maps: Tensor, # one map per image, [bs, h, w] or [bs, 1, h, w], at any resolution
@@ -190,9 +160,9 @@ def perturbation_curve(model: nn.Module, # the model whose scores the maps shoul
                       ) -> Tensor:
     "Scores `[bs, steps + 1]` of class `cls` as the pixels of `x` are removed (inserted) in the order of `maps`."
     if mode not in ('deletion', 'insertion'): raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
-    _positive_int(steps, 'steps')
-    _positive_int(batch_size, 'batch_size')
-    _check_batch(x, model)
+    check_int(steps, 'steps', fix='pass e.g. steps=16')
+    check_int(batch_size, 'batch_size', fix='pass e.g. batch_size=256')
+    check_batch(x, model)
     maps = _one_map_each(maps, 'deletion and insertion')
     bs, _, H, W = x.shape
     if len(maps) != bs: raise ValueError(f"got {len(maps)} maps for {bs} images: pass one map per image")
@@ -221,10 +191,11 @@ def perturbation_curve(model: nn.Module, # the model whose scores the maps shoul
         for m, training in modes: m.training = training
     return torch.cat(scores).view(bs, steps + 1)
 
+
 # %% ../nbs/07_metrics.ipynb #d7283076
 def _auc(curve: Tensor) -> Tensor:
     "Area under curves `[bs, steps + 1]` sampled evenly on [0, 1], by the trapezoid rule."
-    return (curve[:, :-1] + curve[:, 1:]).mean(1) / 2
+    return torch.trapezoid(curve, dx=1 / (curve.shape[1] - 1), dim=1)
 
 def deletion_auc(model: nn.Module, # the model whose scores the maps should explain
                  x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
@@ -248,15 +219,18 @@ def insertion_auc(model: nn.Module, # the model whose scores the maps should exp
     auc = _auc(perturbation_curve(model, x, maps, cls, mode='insertion', **kwargs))
     return auc.mean().item() if reduce else auc
 
+
 # %% ../nbs/07_metrics.ipynb #6336a08e
 def _ranks(a: Tensor) -> Tensor:
-    "Ranks `[bs, n]` of each row of `a`, from 0, ties given their average rank."
-    out = []
-    for chunk in a.split(max(1, 2 ** 24 // max(1, a.shape[1] ** 2))):  # [m, n, n] comparisons at a time
-        less = (chunk[:, None, :] < chunk[:, :, None]).sum(-1)  # [m, n]: how many values lie below each value
-        equal = (chunk[:, None, :] == chunk[:, :, None]).sum(-1)
-        out.append(less + (equal - 1) / 2)
-    return torch.cat(out).float()
+    "Ranks `[bs, n]` of each row of `a`, from 0, ties given their average rank (scipy's `rankdata` minus one)."
+    values, order = a.sort(1)  # [bs, n]
+    bs, n = a.shape
+    starts = torch.ones_like(values, dtype=torch.bool)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]  # where a run of equal values begins
+    run = starts.cumsum(1) - 1  # [bs, n]: the run of each sorted value
+    position = torch.arange(n, dtype=torch.float32, device=a.device).expand(bs, n)
+    mean = torch.zeros(bs, n, device=a.device).scatter_reduce(1, run, position, 'mean', include_self=False)
+    return torch.empty(bs, n, device=a.device).scatter_(1, order, mean.gather(1, run))
 
 def spearman(a: Tensor, # [bs, ...] e.g. maps [bs, h, w]
              b: Tensor # the same shape as `a`
@@ -266,6 +240,7 @@ def spearman(a: Tensor, # [bs, ...] e.g. maps [bs, h, w]
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     norms = ra.norm(dim=1) * rb.norm(dim=1)
     return torch.where(norms > 0, (ra * rb).sum(1) / norms.clamp_min(1e-30), torch.nan)
+
 
 # %% ../nbs/07_metrics.ipynb #87c817aa
 def randomization_blocks(model: nn.Module) -> list:
@@ -284,9 +259,6 @@ def _reinitialize(module: nn.Module):
         if hasattr(m, 'reset_parameters'): m.reset_parameters()
 
 # %% ../nbs/07_metrics.ipynb #74c425db
-def _method_label(m) -> str:
-    return m if isinstance(m, str) else getattr(m, '__name__', type(m).__name__)
-
 def randomization_check(learn, # a trained `Learner`; its model is copied, never changed
                         method='auto', # a method name, class or object, or a list of them
                         items=16, # validation indices, or how many of the first validation items
@@ -316,7 +288,8 @@ def randomization_check(learn, # a trained `Learner`; its model is copied, never
                          for o, r in zip(objects, trained)])
     labels = ['head' if name == '1' and is_body_head(model) else name for name in names]
     index = pd.Index(['none (trained)'] + labels, name='randomized down to')
-    return pd.DataFrame(rows, index=index, columns=[_method_label(m) for m in methods])
+    return pd.DataFrame(rows, index=index, columns=[method_label(m) for m in methods])
+
 
 # %% ../nbs/07_metrics.ipynb #54d6ec1a
 def plot_randomization(df: pd.DataFrame, # the result of `randomization_check`
@@ -336,19 +309,52 @@ def plot_randomization(df: pd.DataFrame, # the result of `randomization_check`
     return ax
 
 # %% ../nbs/07_metrics.ipynb #d336e239
-def _report_boxes(learn, boxes) -> Tensor:
-    if boxes is not None: return torch.as_tensor(boxes, dtype=torch.float32)
-    from fastcam.data import digits_boxes
-    try: return digits_boxes(learn.dls)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"cannot find the object boxes of this data ({e}); pass boxes= [n, 4] as (x0, y0, x1, y1) in "
-                         f"the pixels of the model's input, one per item of dl") from None
+_REPORT_METRICS = ['pointing_game', 'energy_in_box', 'deletion_auc', 'insertion_auc']
+
+def _report_boxes(boxes, n: int) -> Tensor:
+    "The object boxes `[n, 4]` of the report's `n` items, or an error that says how to pass them."
+    if boxes is None:
+        raise ValueError("cam_report scores the pointing game and energy in box, which need the objects' boxes: pass "
+                         "boxes=[n, 4] as (x0, y0, x1, y1) in the pixels of the model's input, one per item of dl "
+                         "(for the demo data: boxes=digits_boxes(learn.dls), from fastcam.data)")
+    boxes = torch.as_tensor(boxes, dtype=torch.float32)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"`boxes` must have shape [n, 4] as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
+    if len(boxes) < n: raise ValueError(f"got {len(boxes)} boxes for {n} items: pass one box per item of dl")
+    return boxes
+
+def _report_batches(dl, n: int, cls, progress: bool):
+    "`(xb, yb, first)` for the first `n` items of `dl`: inputs, classes to explain (None: predicted), first item's index."
+    done = 0
+    for b in (progress_bar(dl, leave=False) if progress else dl):
+        if done >= n: return
+        xb = b[0][:n - done]
+        yield xb, (b[dl.n_inp][:n - done] if cls == 'target' else None), done
+        done += len(xb)
+
+def _timed(method, xb: Tensor, yb) -> tuple:
+    "The `CAMResult` of `method` for `xb` and the seconds it took, waiting for the GPU to finish."
+    sync = (lambda: torch.cuda.synchronize(xb.device)) if xb.device.type == 'cuda' else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    res = method.compute(xb, yb)
+    sync()
+    return res, time.perf_counter() - start
+
+def _item_scores(model: nn.Module, xb: Tensor, res, boxes: Tensor, **perturb) -> dict:
+    "`{metric: [bs]}` on the CPU: each of `_REPORT_METRICS` for each item's map in `res`."
+    maps, targets, size = res.maps[:, 0], res.targets[:, 0], tuple(xb.shape[-2:])
+    scores = [pointing_game(maps, boxes, size, reduce=False).float(), energy_in_box(maps, boxes, size, reduce=False),
+              deletion_auc(model, xb, maps, targets, reduce=False, **perturb),
+              insertion_auc(model, xb, maps, targets, reduce=False, **perturb)]
+    return {k: v.cpu() for k, v in zip(_REPORT_METRICS, scores)}
+
 
 # %% ../nbs/07_metrics.ipynb #5f6d307e
 def cam_report(learn, # a trained `Learner`
                methods='all', # 'all' (`all_methods`: every method in METHODS) or a list of names, classes or objects
                dl=None, # a labelled DataLoader to score; `learn.dls.valid` if None
-               boxes=None, # object boxes [n, 4] of `dl`'s items in input pixels; `digits_boxes(learn.dls)` if None
+               boxes=None, # object boxes [n, 4] of `dl`'s items in input pixels (demo data: `digits_boxes(learn.dls)`)
                cls=None, # None: explain the predicted class; 'target': each item's true class
                layer=None, # the target layer; None: the body's output
                n_items: int | None = None, # score only the first `n_items` items of `dl`
@@ -360,41 +366,26 @@ def cam_report(learn, # a trained `Learner`
     "Methods x (pointing game, energy in box, deletion AUC, insertion AUC, seconds per image) on items with boxes."
     if cls is not None and not (isinstance(cls, str) and cls == 'target'):
         raise ValueError(f"cls must be None (the predicted class) or 'target' (the true class), got {cls!r}")
+    if n_items is not None: check_int(n_items, 'n_items', fix='pass the number of items to score, e.g. n_items=100')
     dl = (learn.dls.valid if dl is None else dl).new(shuffle=False, drop_last=False)
-    boxes = _report_boxes(learn, boxes)
     n = len(dl.dataset) if n_items is None else min(n_items, len(dl.dataset))
-    if len(boxes) < n: raise ValueError(f"got {len(boxes)} boxes for {n} items: pass one box per item of dl")
+    boxes = _report_boxes(boxes, n)
     wanted = all_methods(learn.model, layer) if isinstance(methods, str) and methods == 'all' else list(methods)
-    objects = {_method_label(m): cam_method(learn.model, m, layer) for m in wanted}
-    metrics = ['pointing_game', 'energy_in_box', 'deletion_auc', 'insertion_auc']
-    scores = {name: {k: [] for k in metrics} for name in objects}
-    seconds = dict.fromkeys(objects, 0.)
+    objects = {method_label(m): cam_method(learn.model, m, layer) for m in wanted}
+    scores, seconds = {name: [] for name in objects}, dict.fromkeys(objects, 0.)
     perturb = dict(steps=steps, baseline=baseline, batch_size=batch_size)
-    done = 0
     with keep_rng_state():  # iterating a DataLoader draws from them
-        for b in (progress_bar(dl, leave=False) if progress else dl):
-            if done >= n: break
-            xb = b[0][:n - done]
-            yb = b[dl.n_inp][:n - done] if cls == 'target' else None
-            box, size = boxes[done:done + len(xb)], tuple(xb.shape[-2:])
-            for name, m in objects.items():
-                if xb.device.type == 'cuda': torch.cuda.synchronize(xb.device)
-                start = time.perf_counter()
-                res = m.compute(xb, yb)
-                if xb.device.type == 'cuda': torch.cuda.synchronize(xb.device)
-                seconds[name] += time.perf_counter() - start
-                maps, targets = res.maps[:, 0], res.targets[:, 0]
-                per_item = [pointing_game(maps, box, size, reduce=False).float(),
-                            energy_in_box(maps, box, size, reduce=False),
-                            deletion_auc(learn.model, xb, maps, targets, reduce=False, **perturb),
-                            insertion_auc(learn.model, xb, maps, targets, reduce=False, **perturb)]
-                for k, v in zip(metrics, per_item): scores[name][k].append(v.cpu())
-            done += len(xb)
-    rows = {name: {k: torch.cat(v).nanmean().item() for k, v in per_item.items()} for name, per_item in scores.items()}
-    for name in rows: rows[name]['seconds_per_image'] = seconds[name] / done
+        for xb, yb, first in _report_batches(dl, n, cls, progress):
+            for name, method in objects.items():
+                res, took = _timed(method, xb, yb)
+                seconds[name] += took
+                scores[name].append(_item_scores(learn.model, xb, res, boxes[first:first + len(xb)], **perturb))
+    rows = {name: {k: torch.cat([s[k] for s in batches]).nanmean().item() for k in _REPORT_METRICS}
+                  | {'seconds_per_image': seconds[name] / n} for name, batches in scores.items()}
     df = pd.DataFrame.from_dict(rows, orient='index').rename_axis('method')
-    df.attrs.update(items=done, steps=steps, baseline=baseline)
+    df.attrs.update(items=n, steps=steps, baseline=baseline)
     return df
+
 
 # %% ../nbs/07_metrics.ipynb #beeed2cb
 @patch
