@@ -5,6 +5,7 @@
 # %% ../nbs/01_core.ipynb #c879e99d
 from __future__ import annotations
 import difflib
+import math
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['METHODS', 'is_body_head', 'layer_name', 'find_layer', 'last_feature_layer', 'resolve_targets', 'class_gradients',
-           'CAMResult', 'fuse_maps', 'CAMMethod', 'NotCAMReadyError', 'fold_head', 'modules_after', 'CAM', 'GradCAM',
-           'register_method', 'cam_method', 'keep_rng_state']
+__all__ = ['METHODS', 'is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'vit_reshape', 'channels_last_reshape',
+           'inside_attention', 'last_feature_layer', 'layer_reshape', 'default_layer', 'resolve_targets', 'has_hooks',
+           'class_gradients', 'CAMResult', 'model_device', 'check_batch', 'check_int', 'probabilities', 'fuse_maps',
+           'CAMMethod', 'NotCAMReadyError', 'fold_head', 'modules_after', 'CAM', 'GradCAM', 'register_method',
+           'cam_method', 'method_label', 'keep_rng_state']
 
 # %% ../nbs/01_core.ipynb #0a69d4a4
 def is_body_head(model: nn.Module) -> bool:
@@ -28,11 +31,21 @@ def layer_name(model: nn.Module, layer: nn.Module) -> str:
     "The dotted name of `layer` inside `model` ('' for the model itself)."
     return next((n for n, m in model.named_modules() if m is layer), '?')
 
+# %% ../nbs/01_core.ipynb #7c2576d0
+def unwrap_model(model: nn.Module) -> nn.Module:
+    "The plain module inside `torch.compile`'s `OptimizedModule`, `nn.DataParallel` and `DistributedDataParallel`."
+    while True:
+        if hasattr(model, '_orig_mod') and type(model).__name__ == 'OptimizedModule': model = model._orig_mod
+        elif isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)): model = model.module
+        else: return model
+
+
 # %% ../nbs/01_core.ipynb #3d52256d
 def find_layer(model: nn.Module, # the model that contains the layer
                layer=None # a module, a dotted name, an index into a fastai body, or None
               ) -> nn.Module | None:
-    "The module that `layer` names in `model`; None when it must be found from a batch (see `last_feature_layer`)."
+    "The module that `layer` names in `model`; None when it must be found from a batch (see `default_layer`)."
+    model = unwrap_model(model)
     if layer is None: return model[0] if is_body_head(model) else None
     if isinstance(layer, nn.Module):
         if any(m is layer for m in model.modules()): return layer
@@ -49,26 +62,154 @@ def find_layer(model: nn.Module, # the model that contains the layer
             raise IndexError(f"layer {layer} is out of range: the body has {n} groups (0 to {n-1}, or -{n} to -1)")
         return model[0][layer]
     names = dict(model.named_modules())
+    for prefix in ('_orig_mod.', 'module.'):  # a name read off the compiled or parallel wrapper
+        while layer.startswith(prefix) and layer not in names: layer = layer[len(prefix):]
     if layer in names: return names[layer]
     near = difflib.get_close_matches(layer, [n for n in names if n], n=5, cutoff=0.4)
     raise ValueError(f"no layer named {layer!r} in this model; nearest names: {near}. "
                      f"All names: [n for n, _ in model.named_modules()]")
 
+# %% ../nbs/01_core.ipynb #68002ff3
+def vit_reshape(height: int | None = None, # patch rows; None for a square grid
+                width: int | None = None, # patch columns; None for a square grid
+                skip_tokens: int = 1 # tokens before the patch tokens (class token, distillation token, registers)
+               ):
+    "A `reshape` for token models: `[bs, skip_tokens + height*width, C]` to `[bs, C, height, width]`."
+    def reshape(tokens: Tensor) -> Tensor:
+        if tokens.ndim != 3:
+            raise ValueError(f"vit_reshape expects tokens [bs, tokens, C], got shape {tuple(tokens.shape)}: pick a "
+                             f"layer that outputs tokens (e.g. a block's first LayerNorm)")
+        n = tokens.shape[1] - skip_tokens
+        h, w = (height, width) if height is not None and width is not None else (math.isqrt(max(n, 0)),) * 2
+        if h * w != n:
+            raise ValueError(f"the layer outputs {tokens.shape[1]} tokens, but {skip_tokens} extra + {h}x{w} patches "
+                             f"= {skip_tokens + h * w}: pass the patch grid (height, width) and skip_tokens that fit")
+        return tokens[:, skip_tokens:].unflatten(1, (h, w)).permute(0, 3, 1, 2)  # [bs, C, h, w]
+    return reshape
+
+def channels_last_reshape(features: Tensor) -> Tensor:
+    "A `reshape` for channels-last feature maps (timm's Swin): `[bs, h, w, C]` to `[bs, C, h, w]`."
+    if features.ndim != 4:
+        raise ValueError(f"channels_last_reshape expects [bs, h, w, C], got shape {tuple(features.shape)}")
+    return features.permute(0, 3, 1, 2)
+
+
+# %% ../nbs/01_core.ipynb #eab9e443
+def _path(model: nn.Module, layer: nn.Module) -> list:
+    "The modules from `model` down to `layer`, both included; [] if `layer` is not in `model`."
+    name = layer_name(model, layer)
+    if name == '?': return []
+    modules, node = [model], model
+    for part in (name.split('.') if name else []):
+        node = getattr(node, part)
+        modules.append(node)
+    return modules
+
+def _is_attention(m: nn.Module) -> bool:
+    name = type(m).__name__.lower()
+    return 'attention' in name or name.endswith('attn')
+
+def inside_attention(model: nn.Module, layer: nn.Module) -> nn.Module | None:
+    "The attention module that `layer` runs inside of (not the attention module itself), if any."
+    return next((m for m in _path(model, layer)[:-1] if _is_attention(m)), None)
+
+def _vit_spec(m: nn.Module) -> tuple | None:
+    "`(last block's first norm, (patch_h, patch_w), prefix tokens)` if `m` is a timm or torchvision ViT, else None."
+    pe = getattr(m, 'patch_embed', None)
+    if pe is not None and hasattr(pe, 'grid_size') and hasattr(m, 'blocks') and hasattr(m, 'num_prefix_tokens'):
+        blocks = list(m.blocks)
+        if blocks and isinstance(getattr(blocks[-1], 'norm1', None), nn.Module):
+            return blocks[-1].norm1, tuple(pe.patch_size), int(m.num_prefix_tokens)
+    if type(m).__name__ == 'VisionTransformer' and hasattr(m, 'encoder') and isinstance(getattr(m, 'patch_size', None), int):
+        layers = list(m.encoder.layers)
+        if layers and isinstance(getattr(layers[-1], 'ln_1', None), nn.Module):
+            return layers[-1].ln_1, (m.patch_size, m.patch_size), 1
+    return None
+
+def _is_channels_last_model(m: nn.Module) -> bool: return str(getattr(m, 'output_fmt', '')).upper() == 'NHWC'
+
+def _family_of(model: nn.Module, layer: nn.Module | None = None):
+    "The innermost ViT or channels-last model that contains `layer` (anywhere in `model` if None): `(module, kind)`."
+    candidates = _path(model, layer)[::-1] if layer is not None else list(model.modules())
+    for m in candidates:
+        if _vit_spec(m) is not None: return m, 'tokens'
+        if _is_channels_last_model(m): return m, 'nhwc'
+    return None, None
+
+
 # %% ../nbs/01_core.ipynb #10527e59
-def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
-    "The last module of `model` to output a feature map `[bs, C, h, w]` with h*w > 1, found by running `x[:1]`."
-    found = []
+def _outputs(model: nn.Module, x: Tensor) -> list:
+    "`(name, module, output shape)` of every module of `model` that outputs a tensor, in the order they finish, for `x[:1]`."
+    seen = []
     def record(m, i, o):
-        if isinstance(o, Tensor) and o.ndim == 4 and o.shape[-1] * o.shape[-2] > 1: found.append(m)
+        if isinstance(o, Tensor): seen.append((m, tuple(o.shape)))
+    names = {m: n for n, m in model.named_modules()}
     handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
     try:
         with torch.no_grad(): model(x[:1])
     finally:
         for h in handles: h.remove()
-    if not found:
-        raise ValueError("no layer of this model outputs a feature map [bs, C, h, w]: pass layer= explicitly, and "
-                         "reshape= for a model whose layers output tokens [bs, tokens, C]")
-    return found[-1]
+    return [(names.get(m, '?'), m, shape) for m, shape in seen]
+
+def _is_image_grid(shape: tuple, image: tuple) -> bool:
+    "Whether `shape` `[1, C, h, w]` is the image `(H, W)` divided by one stride in both directions, with h*w > 1."
+    if len(shape) != 4 or shape[0] != 1 or shape[2] * shape[3] <= 1: return False
+    (H, W), (h, w) = image, shape[2:]
+    return any(h in (H // s, -(-H // s)) and w in (W // s, -(-W // s)) for s in range(1, max(H, W) + 1))
+
+def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
+    "The last module of `model` to output a feature map of the main path `[bs, C, h, w]`, found by running `x[:1]`."
+    outputs = _outputs(model, x)
+    maps = [m for name, m, shape in outputs if _is_image_grid(shape, tuple(x.shape[-2:]))
+            and inside_attention(model, m) is None and not _is_attention(m)]
+    if maps: return maps[-1]
+    shown = ', '.join([f"{name!r}: {list(shape)}" for name, m, shape in outputs if len(shape) in (3, 4)][-12:])
+    raise ValueError(f"no layer of this {type(model).__name__} outputs a feature map [bs, C, h, w] of the image, so "
+                     f"there is no default: pass layer= (a module or dotted name), and reshape= for a layer that "
+                     f"outputs tokens [bs, tokens, C] (vit_reshape) or channels-last maps (channels_last_reshape). "
+                     f"The last candidates, with their output shapes for one item: {shown}")
+
+
+# %% ../nbs/01_core.ipynb #e1d9a0a0
+def _token_reshape(vit: nn.Module, x: Tensor):
+    "The `vit_reshape` for `vit`'s patch grid on images of `x`'s size."
+    _, patch, prefix = _vit_spec(vit)
+    return vit_reshape(x.shape[-2] // patch[0], x.shape[-1] // patch[1], prefix)
+
+def layer_reshape(model: nn.Module, # the model
+                  layer: nn.Module, # a layer of the model
+                  x: Tensor # the batch (its size fixes a ViT's patch grid)
+                 ):
+    "The `reshape` that turns `layer`'s output into feature maps, from the model family around it; None for NCHW maps."
+    family, kind = _family_of(model, layer)
+    if kind == 'tokens':
+        tokens = _token_reshape(family, x)
+        return lambda t: tokens(t) if t.ndim == 3 else t  # a ViT's patch_embed convolution outputs NCHW maps
+    if kind == 'nhwc': return _channels_last_if(family, x)
+    return None
+
+def _channels_last_if(family: nn.Module, x: Tensor):
+    "A reshape that permutes 4-D outputs whose last dimension is one of `family`'s stage widths at that stage's size."
+    stages = {(x.shape[-2] // f['reduction'], x.shape[-1] // f['reduction'], f['num_chs'])
+              for f in getattr(family, 'feature_info', [])}
+    def reshape(t: Tensor) -> Tensor:
+        if t.ndim == 4 and (tuple(t.shape[1:]) in stages or not stages): return channels_last_reshape(t)
+        return t
+    return reshape
+
+def default_layer(model: nn.Module, # the model to explain
+                  x: Tensor # a batch, for models whose layer is found by running them
+                 ) -> tuple:
+    "`(layer, reshape)`: where a map of `model` comes from when no layer is given (see the table above)."
+    if is_body_head(model): return model[0], None
+    family, kind = _family_of(model)
+    if kind == 'tokens': return _vit_spec(family)[0], _token_reshape(family, x)
+    if kind == 'nhwc':
+        norm = getattr(family, 'norm', None)
+        last = norm if isinstance(norm, nn.Module) and not isinstance(norm, nn.Identity) else list(family.layers)[-1]
+        return last, channels_last_reshape
+    return last_feature_layer(model, x), None
+
 
 # %% ../nbs/01_core.ipynb #f6b5920f
 def _check_cls(cls, topk, bs: int):
@@ -112,25 +253,36 @@ def resolve_targets(logits: Tensor, # the model's output [bs, n]
     return t
 
 # %% ../nbs/01_core.ipynb #c008d0b3
+def has_hooks(model: nn.Module) -> bool:
+    "Whether other code has module hooks on `model` (forward, backward, or global ones), which may not allow batched gradients."
+    from torch.nn.modules import module as module_globals
+    kinds = ('_forward_hooks', '_forward_pre_hooks', '_backward_hooks', '_backward_pre_hooks')
+    if any(len(getattr(module_globals, f'_global{k}', {})) for k in kinds): return True
+    return any(len(getattr(m, k, {})) for m in model.modules() for k in kinds)
+
 def class_gradients(scores: Tensor, # [bs, k] scores, part of a graph that leads back to `acts`
-                    acts: list # activations to differentiate with respect to, each [bs, ...]
+                    acts: list, # activations to differentiate with respect to, each [bs, ...]
+                    batched: bool = True # try one batched `autograd.grad` for all k first
                    ) -> list:
     "The gradient of each of the `k` scores with respect to each of `acts`: one tensor `[bs, k, ...]` per activation."
     bs, k = scores.shape
     if k == 1: return [g[:, None] for g in torch.autograd.grad(scores.sum(), acts)]
-    one_hot = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None].expand(k, bs, k)  # [k, bs, k]
-    try:
-        grads = torch.autograd.grad(scores, acts, grad_outputs=one_hot, is_grads_batched=True)  # each [k, bs, ...]
-    except RuntimeError:
-        per_class = [torch.autograd.grad(scores[:, j].sum(), acts, retain_graph=True) for j in range(k)]
-        grads = [torch.stack(gs) for gs in zip(*per_class)]
-    return [g.transpose(0, 1) for g in grads]
+    if batched:
+        one_hot = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None].expand(k, bs, k)  # [k, bs, k]
+        try:  # the graph is kept, so that the loop below can still run on it if vmap refuses an op or a hook
+            grads = torch.autograd.grad(scores, acts, grad_outputs=one_hot, is_grads_batched=True, retain_graph=True)
+            return [g.transpose(0, 1) for g in grads]  # each [bs, k, ...]
+        except (RuntimeError, NotImplementedError, TypeError, ValueError): pass
+    per_class = [torch.autograd.grad(scores[:, j].sum(), acts, retain_graph=j < k - 1) for j in range(k)]
+    return [torch.stack(gs, 1) for gs in zip(*per_class)]  # each [bs, k, ...]
+
 
 # %% ../nbs/01_core.ipynb #c114f85a
 class _Capture:
     "Forward hooks on `layers` for one forward: keep each output, and start the autograd graph at the first."
-    def __init__(self, model: nn.Module, layers: list, grad: bool, reshape=None):
-        self.model, self.layers, self.grad, self.reshape = model, layers, grad, reshape
+    def __init__(self, model: nn.Module, layers: list, grad: bool, reshapes: list, bs: int):
+        self.model, self.layers, self.grad, self.bs = model, layers, grad, bs
+        self.reshapes = dict(zip(layers, reshapes))
         self.acts, self.handles = {}, []
 
     def __enter__(self):
@@ -141,21 +293,33 @@ class _Capture:
         for h in self.handles: h.remove()
         self.handles = []
 
-    def hook(self, module, inputs, output):
+    def check(self, module: nn.Module, output):
+        "Refuse an output that is not (or does not reshape to) a feature map `[bs, C, h, w]` of this batch."
         name = layer_name(self.model, module)
         if not isinstance(output, Tensor):
             raise TypeError(f"layer {name!r} outputs a {type(output).__name__}, not a tensor: pick a layer that outputs "
                             f"a feature map [bs, C, h, w]")
-        if output.ndim != 4 and self.reshape is None:
+        reshape = self.reshapes[module]
+        if output.ndim != 4 and reshape is None:
             raise ValueError(f"layer {name!r} outputs shape {tuple(output.shape)}, not a feature map [bs, C, h, w]: "
-                             f"pass reshape= to turn it into one (e.g. for tokens [bs, 1+h*w, C]), or pick another layer")
+                             f"pass reshape= to turn it into one (vit_reshape for tokens [bs, 1+h*w, C], "
+                             f"channels_last_reshape for [bs, h, w, C]), or pick another layer")
+        shape = tuple(reshape(output.detach()).shape) if reshape is not None else tuple(output.shape)
+        if len(shape) != 4 or shape[0] != self.bs:
+            raise ValueError(f"layer {name!r} gives shape {shape} after reshape, not a feature map [{self.bs}, C, h, w] "
+                             f"of this batch of {self.bs}: pick a layer of the main path (not inside an attention "
+                             f"block) or a reshape that returns [bs, C, h, w]")
         if module in self.acts:
             raise ValueError(f"layer {name!r} ran twice in one forward (a shared module): pick a layer that runs once")
+
+    def hook(self, module, inputs, output):
+        self.check(module, output)
         if self.grad:
             torch.set_grad_enabled(True)  # until the end of the model's forward, whose no_grad() restores the mode
             if not output.requires_grad: output = output.detach().requires_grad_()
         self.acts[module] = output
         return output.clone()
+
 
 # %% ../nbs/01_core.ipynb #3e4dcf2c
 @dataclass
@@ -166,19 +330,46 @@ class CAMResult:
     targets: Tensor # [bs, k] the class explained by each map
 
 # %% ../nbs/01_core.ipynb #d667b502
-def _model_device(model: nn.Module):
+def model_device(model: nn.Module) -> torch.device | None:
+    "The device of `model`'s first parameter; None for a model without parameters."
     p = next(model.parameters(), None)
     return None if p is None else p.device
 
-def _check_batch(x, model: nn.Module):
-    "Check that `x` is a batch on the model's device, before any work is done."
+def check_batch(x, model: nn.Module):
+    "Check that `x` is a batch `[bs, c, H, W]` on `model`'s device, before any work is done."
     if not isinstance(x, Tensor): raise TypeError(f"x must be a tensor batch [bs, c, H, W], got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(f"x must be a batch [bs, c, H, W], got shape {tuple(x.shape)}: for one image add the batch "
-                         f"dimension with x[None], or use learn.cam(img), which prepares items for you")
-    device = _model_device(model)
+                         f"dimension with x[None], or use learn.cam(img) / learn.cam_batch(items), which prepare items")
+    device = model_device(model)
     if device is not None and device != x.device:
         raise ValueError(f"x is on {x.device} but the model is on {device}: move the batch with x.to('{device}')")
+
+def check_int(value, # the value to check
+              name: str, # its name, for the message
+              low: int = 1, # the smallest value allowed
+              fix: str = '' # what to pass instead, e.g. "pass e.g. batch_size=32"
+             ):
+    "Raise a `ValueError` naming `name` and the fix unless `value` is an int (not a bool) >= `low`."
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = 'a positive int' if low == 1 else 'a non-negative int' if low == 0 else f'an int >= {low}'
+        raise ValueError(f"{name} must be {what}, got {value!r}" + (f": {fix}" if fix else ''))
+
+def probabilities(loss_func, # the learner's loss function; its `activation` turns logits into probabilities
+                  logits: Tensor # the model's output [bs, n]
+                 ) -> Tensor:
+    "The probabilities `[bs, n]` that `loss_func.activation` (softmax, sigmoid) gives for `logits`, in float32."
+    activation = getattr(loss_func, 'activation', None)
+    return logits.float() if activation is None else activation(logits.float())
+
+
+# %% ../nbs/01_core.ipynb #843d2fdc
+def _input_for(model: nn.Module, x: Tensor) -> Tensor:
+    "`x` in the precision of a model converted to half or bfloat16 (outside autocast, a float32 batch would not run)."
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if p is not None and p.dtype in (torch.float16, torch.bfloat16) and x.dtype == torch.float32: return x.to(p.dtype)
+    return x
+
 
 # %% ../nbs/01_core.ipynb #f0dd1924
 def fuse_maps(maps: list, # maps [bs, k, h_i, w_i] of the same items and classes, one per layer
@@ -200,18 +391,25 @@ class CAMMethod:
     "Base class of every map method: one forward of `model` with hooks on `layer`, then `layer_map` per layer."
     needs_grad = True # whether the method uses the gradients of the scores
     def __init__(self,
-                 model: nn.Module, # the model to explain
+                 model: nn.Module, # the model to explain (compiled, DataParallel and DDP models are unwrapped)
                  layer=None, # a module, a dotted name, an int indexing a fastai body, or a list of them
-                 reshape=None, # function turning the layer's output into [bs, C, h, w] (token models)
+                 reshape=None, # function turning the layer's output into [bs, C, h, w]; None: from the model family
                  relu: bool = True, # apply ReLU to the maps, as the papers do
                  fuse: bool = False): # with a list of layers, return one map fused by `fuse_maps` instead of a list
-        self.model, self.reshape, self.relu, self.fuse = model, reshape, relu, fuse
+        self.model, self.reshape, self.relu, self.fuse = unwrap_model(model), reshape, relu, fuse
         self.multi = isinstance(layer, (list, tuple))
         if fuse and not self.multi:
             raise ValueError(f"fuse=True combines the maps of several layers, but layer={layer!r} is one layer: pass a "
                              f"list, e.g. layer=['layer3', 'layer4']")
-        self.layers = [find_layer(model, l) for l in (layer if self.multi else [layer])]
+        self.layers = [find_layer(self.model, l) for l in (layer if self.multi else [layer])]
         if self.multi and any(l is None for l in self.layers): raise ValueError("a list of layers cannot contain None")
+        for l in self.layers:
+            attention = None if l is None or reshape is not None else inside_attention(self.model, l)
+            if attention is not None:
+                raise ValueError(f"layer {layer_name(self.model, l)!r} runs inside the attention module "
+                                 f"{layer_name(self.model, attention)!r} ({type(attention).__name__}), whose tensors "
+                                 f"[bs, heads, tokens, dim] are not feature maps: pick the block's input norm (e.g. "
+                                 f"'blocks.11.norm1' in a timm ViT) or pass reshape= if you know the layout")
 
     def weights(self, A: Tensor, G: Tensor | None) -> Tensor:
         "Channel weights `[bs, k, C]` from the activation `A` `[bs, C, h, w]` and gradients `G` `[bs, k, C, h, w]`."
@@ -221,13 +419,10 @@ class CAMMethod:
         "Maps `[bs, k, h, w]` before ReLU; by default the channel-weighted sum of `A`."
         return torch.einsum('bkc,bchw->bkhw', self.weights(A, G), A)
 
-    def _prepare(self, x: Tensor):
-        "Resolve a default layer from the batch (plain models), once."
-        if self.layers[0] is None: self.layers = [last_feature_layer(self.model, x)]
-
-    def _as_maps(self, t: Tensor) -> Tensor:
-        "`t` as a float32 feature map: `[..., C, h, w]`, through `reshape` for token models."
-        return (t if self.reshape is None else self.reshape(t)).float()
+    def _prepare(self, x: Tensor) -> list:
+        "Resolve a default layer from the batch, once; the reshape of each layer for this batch."
+        if self.layers[0] is None: self.layers = [default_layer(self.model, x)[0]]
+        return [self.reshape or layer_reshape(self.model, l, x) for l in self.layers]
 
     def compute(self,
                 x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
@@ -235,38 +430,41 @@ class CAMMethod:
                 topk: int | None = None # explain the k highest-scoring classes instead
                ) -> CAMResult:
         "Maps, logits and targets for batch `x`, from one forward."
-        _check_batch(x, self.model)
+        check_batch(x, self.model)
         _check_cls(cls, topk, len(x))
-        x = x.as_subclass(Tensor)  # fastai's tensor types (TensorImage) slow every op and confuse einsum
+        x = _input_for(self.model, x.as_subclass(Tensor))  # fastai's tensor types (TensorImage) slow every op
         if self.needs_grad and torch.is_inference_mode_enabled():
             raise RuntimeError(f"{type(self).__name__} needs gradients, which torch.inference_mode() forbids: "
                                f"use torch.no_grad() instead (maps work under it)")
         modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         try:
-            self._prepare(x)
-            with _Capture(self.model, self.layers, self.needs_grad, self.reshape) as capture, torch.no_grad():
+            reshapes = self._prepare(x)
+            batched = not has_hooks(self.model)  # before ours are added
+            with _Capture(self.model, self.layers, self.needs_grad, reshapes, len(x)) as capture, torch.no_grad():
                 logits = self.model(x)
             acts = [capture.acts[l] for l in self.layers]
             targets = resolve_targets(logits.detach(), cls, topk)
             grads = [None] * len(acts)
             if self.needs_grad:
                 with torch.enable_grad():
-                    grads = class_gradients(logits.gather(1, targets), acts)
+                    grads = class_gradients(logits.gather(1, targets), acts, batched)
             with torch.autocast(x.device.type, enabled=False):  # maps in float32, whatever precision the model ran in
-                maps = [self._layer_maps(a, g, targets, logits.detach(), x) for a, g in zip(acts, grads)]
+                maps = [self._layer_maps(a, g, r, targets, logits.detach(), x)
+                        for a, g, r in zip(acts, grads, reshapes)]
         finally:
             for m, training in modes: m.training = training
         if self.fuse: return CAMResult(fuse_maps(maps), logits.detach(), targets)
         return CAMResult(maps if self.multi else maps[0], logits.detach(), targets)
 
-    def _layer_maps(self, a, g, targets, logits, x):
+    def _layer_maps(self, a, g, reshape, targets, logits, x):
         self.ran_in = a.dtype if a.element_size() < logits.element_size() else logits.dtype  # the forward's precision
-        A = self._as_maps(a.detach())  # [bs, C, h, w]
+        as_maps = (lambda t: t.float()) if reshape is None else (lambda t: reshape(t).float())
+        A = as_maps(a.detach())  # [bs, C, h, w]
         G = None
         if g is not None:
             bs, k = g.shape[:2]
-            G = self._as_maps(g.flatten(0, 1)).unflatten(0, (bs, k))  # [bs, k, C, h, w]
+            G = as_maps(g.flatten(0, 1)).unflatten(0, (bs, k))  # [bs, k, C, h, w]
         maps = self.layer_map(A, G, targets, logits.float(), x)
         return maps.relu() if self.relu else maps
 
@@ -277,6 +475,7 @@ class CAMMethod:
     def __repr__(self):
         names = [layer_name(self.model, l) if l is not None else 'auto' for l in self.layers]
         return f"{type(self).__name__}(layer={names if self.multi else names[0]!r}{', fuse=True' if self.fuse else ''})"
+
 
 # %% ../nbs/01_core.ipynb #92157db4
 class NotCAMReadyError(ValueError):
@@ -337,12 +536,13 @@ class CAM(CAMMethod):
     def __init__(self, model: nn.Module, layer=None, relu: bool = True):
         if isinstance(layer, (list, tuple)): raise ValueError("CAM is defined at one layer; pass a single layer")
         super().__init__(model, layer, relu=relu)
-        self._tail = None if self.layers[0] is None else modules_after(model, self.layers[0])
+        self._tail = None if self.layers[0] is None else modules_after(self.model, self.layers[0])
         if self._tail is not None: fold_head(self._tail)  # refuse a non-affine head now, before any work
 
     def _prepare(self, x):
-        super()._prepare(x)
+        reshapes = super()._prepare(x)
         if self._tail is None: self._tail = self._record_tail(x)
+        return reshapes
 
     def _record_tail(self, x) -> list:
         "The leaf modules that run after the layer in one forward of `x[:1]` (plain models)."
@@ -405,6 +605,7 @@ def cam_method(model: nn.Module, # the model to explain
     if isinstance(method, type) and issubclass(method, CAMMethod): return method(model, layer, **kwargs)
     if not isinstance(method, str):
         raise TypeError(f"method must be a name, a CAMMethod class or instance, got {type(method).__name__}")
+    model = unwrap_model(model)
     key = _method_key(method)
     if key == 'auto':
         target = find_layer(model, layer)
@@ -420,6 +621,13 @@ def cam_method(model: nn.Module, # the model to explain
         raise ValueError(f"unknown method {method!r}{f' (did you mean {near}?)' if near else ''}; "
                          f"known: {sorted(METHODS)} and 'auto'")
     return METHODS[key](model, layer, **kwargs)
+
+# %% ../nbs/01_core.ipynb #5cfa7336
+def method_label(method) -> str:
+    "A short label for `method` (a name, a class or an object), for titles and table columns."
+    if isinstance(method, str): return method
+    return getattr(method, '__name__', type(method).__name__)
+
 
 # %% ../nbs/01_core.ipynb #f73b33d3
 @contextmanager

@@ -6,19 +6,18 @@
 from __future__ import annotations
 import torch
 from torch import Tensor
-from PIL import Image
 from fastcore.basics import patch
 from fastcore.meta import delegates
 from fastai.learner import Learner
-from fastai.torch_core import noop
 from fastai.vision.core import PILImage, TensorImage
 from fastprogress.fastprogress import progress_bar
-from .core import CAM, CAMResult, METHODS, NotCAMReadyError, cam_method
+from .core import CAMResult, cam_method, method_label, probabilities
+from .methods import all_methods
 from .show import show_cam, show_cam_grid
-import fastcam.methods # registers the whole family in `METHODS`, for `methods='all'`
+
 
 # %% auto #0
-__all__ = ['all_methods']
+__all__ = []
 
 # %% ../nbs/04_learner.ipynb #8d9ed93d
 def _is_index(item) -> bool: return isinstance(item, int) and not isinstance(item, bool)
@@ -99,11 +98,9 @@ def cam(self: Learner,
     return self.cam_result(items, **kwargs)[0].maps
 
 # %% ../nbs/04_learner.ipynb #d7eb1b54
-def _probabilities(learn: Learner, logits: Tensor) -> Tensor:
-    return getattr(learn.loss_func, 'activation', noop)(logits.float())
-
 def _title(learn: Learner, c: int, p: float, prefix: str = '') -> str:
     return f"{prefix}{learn.dls.vocab[c]} {p:.2f}"
+
 
 # %% ../nbs/04_learner.ipynb #f93de061
 @patch
@@ -120,16 +117,8 @@ def show_cam(self: Learner,
     res, x = self.cam_result(item, cls, layer, method)
     if res.targets.shape[1] != 1: raise ValueError("show_cam draws one class: use learn.show_cams for several")
     c = res.targets[0, 0].item()
-    p = _probabilities(self, res.logits)[0, c].item()
+    p = probabilities(self.loss_func, res.logits)[0, c].item()
     return show_cam(self.decode_batch_images(x)[0], res.maps[0, 0], ctx=ctx, title=_title(self, c, p), **kwargs)
-
-# %% ../nbs/04_learner.ipynb #65c71e74
-def all_methods(model, layer=None) -> list:
-    "Every method class registered in `METHODS`, once each, without those that refuse `model` (e.g. CAM on a head that is not CAM-ready)."
-    def accepts(method):
-        try: method(model, layer); return True
-        except (NotCAMReadyError, ValueError): return False
-    return [m for m in dict.fromkeys(METHODS.values()) if accepts(m)]
 
 # %% ../nbs/04_learner.ipynb #2ca94b67
 @patch
@@ -146,7 +135,7 @@ def show_cams(self: Learner,
     "A grid of maps: items x classes, or items x methods; returns the figure."
     if methods is None:
         res, x = self.cam_result(items, cls, layer, method, topk)
-        probs = _probabilities(self, res.logits)
+        probs = probabilities(self.loss_func, res.logits)
         titles = [[_title(self, c, probs[i, c].item()) for c in row.tolist()] for i, row in enumerate(res.targets)]
         return show_cam_grid(self.decode_batch_images(x), res.maps, titles, show_image=show_image, **kwargs)
     if isinstance(methods, str) and methods == 'all': methods = all_methods(self.model, layer)
@@ -154,8 +143,8 @@ def show_cams(self: Learner,
     results = [cam_method(self.model, m, layer).compute(x, self.class_index(cls), topk) for m in methods]
     if any(r.targets.shape[1] != 1 for r in results):
         raise ValueError("with several methods pass one class per item (or none for the predicted class)")
-    probs = _probabilities(self, results[0].logits)
-    names = [m if isinstance(m, str) else getattr(m, '__name__', type(m).__name__) for m in methods]
+    probs = probabilities(self.loss_func, results[0].logits)
+    names = [method_label(m) for m in methods]
     maps = torch.cat([r.maps for r in results], 1)  # [n, methods, h, w]
     titles = [[_title(self, r.targets[i, 0].item(), probs[i, r.targets[i, 0]].item(), f"{name}: ")
                for name, r in zip(names, results)] for i in range(len(x))]

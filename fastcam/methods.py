@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
-from .core import CAMMethod, register_method, modules_after, layer_name
+from .core import CAMMethod, METHODS, register_method, modules_after, layer_name, vit_reshape
 
 # %% auto #0
-__all__ = ['GradCAMPlusPlus', 'XGradCAM', 'HiResCAM', 'LayerCAM', 'EigenCAM', 'ScoreCAM', 'AblationCAM', 'vit_reshape']
+__all__ = ['GradCAMPlusPlus', 'XGradCAM', 'HiResCAM', 'LayerCAM', 'EigenCAM', 'ScoreCAM', 'AblationCAM', 'all_methods']
 
 # %% ../nbs/02_methods.ipynb #4f9ef9b1
 class GradCAMPlusPlus(CAMMethod):
@@ -129,8 +129,9 @@ class AblationCAM(CAMMethod):
         if self.layers[0] is not None: self._tail()
 
     def _prepare(self, x):
-        super()._prepare(x)
+        reshapes = super()._prepare(x)
         self._tail()
+        return reshapes
 
     def _tail(self) -> list:
         "The modules that run after the layer, in order; refuse a model whose `forward` hides them."
@@ -166,20 +167,13 @@ class AblationCAM(CAMMethod):
 
 register_method(AblationCAM, 'ablationcam')
 
-# %% ../nbs/02_methods.ipynb #fc0fce65
-def vit_reshape(height: int | None = None, # patch rows; None for a square grid
-                width: int | None = None, # patch columns; None for a square grid
-                skip_tokens: int = 1 # tokens before the patch tokens (class token, registers)
-               ):
-    "A `reshape` for token models: `[bs, skip_tokens + height*width, C]` to `[bs, C, height, width]`."
-    def reshape(tokens: Tensor) -> Tensor:
-        if tokens.ndim != 3:
-            raise ValueError(f"vit_reshape expects tokens [bs, tokens, C], got shape {tuple(tokens.shape)}: pick a "
-                             f"layer that outputs tokens (e.g. a block's first LayerNorm)")
-        n = tokens.shape[1] - skip_tokens
-        h, w = (height, width) if height is not None and width is not None else (math.isqrt(max(n, 0)),) * 2
-        if h * w != n:
-            raise ValueError(f"the layer outputs {tokens.shape[1]} tokens, but {skip_tokens} extra + {h}x{w} patches "
-                             f"= {skip_tokens + h * w}: pass the patch grid (height, width) and skip_tokens that fit")
-        return tokens[:, skip_tokens:].unflatten(1, (h, w)).permute(0, 3, 1, 2)  # [bs, C, h, w]
-    return reshape
+# %% ../nbs/02_methods.ipynb #36d5f511
+def all_methods(model: nn.Module, # the model to explain
+                layer=None # the target layer (see `find_layer`)
+               ) -> list:
+    "Every method class in `METHODS`, once each, without those that refuse `model` at `layer` (e.g. CAM on a head that is not CAM-ready)."
+    def accepts(method):
+        try: method(model, layer); return True
+        except ValueError: return False  # NotCAMReadyError is a ValueError
+    return [m for m in dict.fromkeys(METHODS.values()) if accepts(m)]
+
