@@ -6,16 +6,17 @@ Makes the digits task with `make_digits` (cached in --path), then fits `cam_lear
 `fit_one_cycle(epochs, 1e-2)` with and without the callback, seeded alike, in interleaved order (plain, watched,
 then watched, plain, ...). Prints the fit times, the time spent inside the callback's events, the overhead ratio
 (target < 3%, DESIGN.md section 5) and where the callback's time goes: the maps (one forward of the items) or the
-picture. Also checks that both fits end with the same losses, bit for bit."""
+picture. Also checks that both fits end with the same losses, bit for bit. Records the figures in bench/results.md (see
+bench/results.py)."""
 import argparse, statistics, tempfile, time
 from pathlib import Path
 import matplotlib
 matplotlib.use('Agg')
 import torch
 from fastai.vision.all import set_seed
-import fastai.callback.schedule  # noqa: F401  (fit_one_cycle)
 from fastcam.callback import CAMCallback, _grid_png
 from fastcam.data import make_digits, digits_dls, cam_learner
+from results import record
 
 class TimedCAMCallback(CAMCallback):
     "`CAMCallback` that adds up the seconds spent in its events."
@@ -98,8 +99,20 @@ def main():
           f"({(watched - plain) / plain:+.1%}, noisy on a shared machine)")
     print(f"  inside the callback        {cb_seconds:8.2f} s   overhead ratio {cb_seconds / watched:.2%} of the fit "
           f"(target < 3%)  {'PASS' if cb_seconds / watched < 0.03 else 'FAIL'}")
-    print(f"  per record: maps of {a.items} items {split['maps'] * 1e3:.0f} ms, picture {split['picture'] * 1e3:.0f} ms; "
+    print(f"  per record: maps of {a.items} items {split['maps'] * 1e3:.0f} ms, "
+          f"picture {split['picture'] * 1e3:.0f} ms; "
           f"one epoch {plain / a.epochs:.1f} s: the maps are {split['maps'] / (plain / a.epochs):.2%} of an epoch")
     print(f"  {len(pngs)} pictures written; same losses with and without, bit for bit: {same}")
+    rows = [['fit without the callback (s)', round(plain, 1)], ['fit with the callback (s)', round(watched, 1)],
+            ['inside the callback (s)', round(cb_seconds, 2)],
+            ['overhead: inside the callback / fit with it', f"{cb_seconds / watched:.2%} (target < 3%)"],
+            [f'maps of {a.items} items, per record (ms)', round(split['maps'] * 1e3)],
+            ['picture, per record (ms)', round(split['picture'] * 1e3)],
+            ['same losses with and without, bit for bit', same]]
+    notes = (f"CAMCallback(items={a.items}) on the demo task (`cam_learner(digits_dls(...))`, {len(df)} pictures), "
+             f"{a.epochs} epochs of fit_one_cycle, median of {a.repeats} pair(s) of fits; "
+             f"`python bench/bench_callback.py --epochs {a.epochs} --repeats {a.repeats}`")
+    print('recorded in', record('bench_callback: what CAMCallback adds to a fit', ['figure', 'value'], rows, notes,
+                                threads=a.threads))
 
 if __name__ == '__main__': main()

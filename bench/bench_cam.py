@@ -2,16 +2,26 @@
 
     python bench/bench_cam.py [--repeats 5] [--batch 8] [--size 224] [--threads 2]
 
-Prints a table of median times and the ratios that DESIGN.md and issue 4 target:
+Prints, and records in bench/results.md (see bench/results.py), a table of median times and the ratios that DESIGN.md
+and issue 4 target:
 Grad-CAM / (forward + autograd.grad to the layer) <= 1.10, CAM / forward <= 1.05, top-5 / top-1 <= 1.2,
 and peak memory of Grad-CAM at layer4 / one inference forward (batch 16, each in its own process) <= 1.1."""
 import argparse, json, platform, resource, statistics, subprocess, sys, time
 import torch
 from torchvision.models import resnet50
 from fastcam.core import CAM, GradCAM
+from results import record
 
 def _rss_kib() -> int:
     with open('/proc/self/statm') as f: return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+def full_graph_gradient(model, layer, x):
+    "A forward with grad through the whole model and `torch.autograd.grad` of the top score to `layer`'s output."
+    acts = {}
+    h = layer.register_forward_hook(lambda m, i, o: acts.update(a=o))
+    out = model(x)
+    h.remove()
+    torch.autograd.grad(out.max(1).values.sum(), acts['a'])
 
 def memory_child(kind: str, batch: int, size: int):
     "Run one operation in this fresh process; print its peak memory above the baseline (model and input loaded)."
@@ -22,12 +32,7 @@ def memory_child(kind: str, batch: int, size: int):
     if kind == 'forward':
         with torch.no_grad(): model(x)
     elif kind == 'gradcam': GradCAM(model, 'layer4')(x)
-    elif kind == 'full_graph':
-        acts = {}
-        h = model.layer4.register_forward_hook(lambda m, i, o: acts.update(a=o))
-        out = model(x)
-        h.remove()
-        torch.autograd.grad(out.max(1).values.sum(), acts['a'])
+    elif kind == 'full_graph': full_graph_gradient(model, model.layer4, x)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({'extra_mib': (peak - base) / 1024, 'peak_mib': peak / 1024}))
 
@@ -55,14 +60,7 @@ def main():
 
     def forward():
         with torch.no_grad(): model(x)
-    def floor(layer):
-        def run():
-            acts = {}
-            h = layer.register_forward_hook(lambda m, i, o: acts.update(a=o))
-            out = model(x)
-            h.remove()
-            torch.autograd.grad(out.max(1).values.sum(), acts['a'])
-        return run
+    def floor(layer): return lambda: full_graph_gradient(model, layer, x)
     contenders = {
         'inference forward (no_grad)': forward,
         'forward + autograd.grad to layer4': floor(model.layer4),
@@ -109,5 +107,17 @@ def main():
     ]
     print("\n| ratio | measured | target | met |\n|---|---|---|---|")
     for name, r, target in ratios: print(f"| {name} | {r:.2f} | <= {target} | {'yes' if r <= target else 'NO'} |")
+
+    setup = (f"resnet50 (random weights), batch {a.batch}, {a.size} px, CPU, median of {a.repeats} interleaved runs; "
+             f"`python bench/bench_cam.py --repeats {a.repeats}`")
+    record('bench_cam: time against one inference forward', ['contender', 'ms / batch', '/ inference forward'],
+           [[k, round(v), round(v / fwd, 2)] for k, v in med.items()], notes=setup, threads=a.threads)
+    record('bench_cam: peak memory', ['operation', 'extra MiB', 'process peak MiB'],
+           [[names[k], round(v['extra_mib']), round(v['peak_mib'])] for k, v in mem.items()],
+           notes=f"resnet50, batch 16, {a.size} px, each in its own process; extra: above the loaded model and input",
+           threads=a.threads)
+    print('\nrecorded in', record('bench_cam: ratios and targets', ['ratio', 'measured', 'target', 'met'],
+                                 [[name, round(r, 2), f"<= {target}", 'yes' if r <= target else 'NO']
+                                  for name, r, target in ratios], notes=setup, threads=a.threads))
 
 if __name__ == '__main__': main()

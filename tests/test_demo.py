@@ -2,7 +2,6 @@
 import subprocess, sys
 from pathlib import Path
 import matplotlib
-import pytest
 matplotlib.use('Agg')
 from fastcam.cli import run_demo, main
 
@@ -23,7 +22,7 @@ def check_targets(path, f):
     assert (path/'demo.png').stat().st_size > 10_000
 
 def check_report(path, f):
-    from fastcam.learner import all_methods
+    from fastcam.methods import all_methods
     from fastcam.data import digits_dls, cam_learner
     report = f['report']
     print(report.round(3).to_string())

@@ -1,31 +1,27 @@
-"""Write README.md from nbs/index.ipynb without Quarto: markdown cells as they are, code cells fenced, text outputs kept,
-`#| hide` cells and `#|` directive lines dropped. Run: python tools/make_readme.py"""
-import json, re
+"""Write README.md from nbs/index.ipynb without Quarto: markdown cells as they are, code cells fenced, text outputs
+kept, `#| hide` cells and `#|` directive lines dropped. Run from the repository root: python tools/make_readme.py"""
+import json, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-def _text(src): return ''.join(src) if isinstance(src, list) else src
-
-def _directives(lines): return [l for l in lines if re.match(r'^\s*#\|', l)]
+if __name__ == '__main__' and str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))  # run as a script
+from tools.notebooks import cell_text, is_hidden, without_directives
 
 def readme_text(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
     "The README's text for the notebook at `nb_path`."
     nb = json.loads(Path(nb_path).read_text(encoding='utf-8'))
     parts = []
     for cell in nb['cells']:
-        lines = _text(cell['source']).split('\n')
+        source = cell_text(cell['source'])
         if cell['cell_type'] == 'markdown':
-            parts.append('\n'.join(lines).strip())
+            parts.append(source.strip())
             continue
-        if cell['cell_type'] != 'code': continue
-        flags = ' '.join(_directives(lines))
-        if re.search(r'\bhide\b', flags): continue
-        code = '\n'.join(l for l in lines if not re.match(r'^\s*#\|', l)).strip()
+        if cell['cell_type'] != 'code' or is_hidden(source): continue
+        code = without_directives(source).strip()
         if code: parts.append(f"```python\n{code}\n```")
         for out in cell.get('outputs', []):
             text = out.get('text') or out.get('data', {}).get('text/plain')
-            if text: parts.append(f"```\n{_text(text).rstrip()}\n```")
+            if text: parts.append(f"```\n{cell_text(text).rstrip()}\n```")
     return '<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n' \
         + '\n\n'.join(p for p in parts if p) + '\n'
 
