@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import rank_distrib
-from .core import CAMResult, cam_method, check_int, keep_rng_state, probabilities
+from .core import CAMResult, cam_method, check_int, keep_rng_state, probabilities, unwrap_model
 from .show import normalize_maps, show_cam_grid, upsample_maps
 import fastcam.learner  # noqa: F401  (adds learn.cam_batch, learn.class_index, learn.decode_batch_images)
 
@@ -27,10 +27,6 @@ def _index(item) -> int | None:
     "`item` as a validation index if it is one (an int or a 0-d integer tensor), else None."
     if isinstance(item, Tensor) and item.ndim == 0 and not item.is_floating_point(): item = item.item()
     return item if isinstance(item, int) and not isinstance(item, bool) else None
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    "The model inside a `DataParallel` / `DistributedDataParallel` wrapper."
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
 
 def _batch_for(model: nn.Module, x: Tensor) -> Tensor:
     "`x` on the model's device, in its floating dtype (a model converted to half precision takes half inputs)."
@@ -155,7 +151,7 @@ class CAMCallback(Callback):
 
     def _prepare(self):
         "Build the method and the fixed batch, check them with one computation, keep it as the record before training."
-        model = _unwrap(self.learn.model)
+        model = unwrap_model(self.learn.model)
         self._method = cam_method(model, self.method, self.layer)
         n = len(self.dls.valid_ds)
         if isinstance(self.items, int) and self.items > n:
