@@ -161,7 +161,7 @@ def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
     "The last module of `model` to output a feature map of the main path `[bs, C, h, w]`, found by running `x[:1]`."
     outputs = _outputs(model, x)
     maps = [m for name, m, shape in outputs if _is_image_grid(shape, tuple(x.shape[-2:]))
-            and inside_attention(model, m) is None and not _is_attention(m)]
+            and not isinstance(m, nn.Identity) and inside_attention(model, m) is None and not _is_attention(m)]
     if maps: return maps[-1]
     shown = ', '.join([f"{name!r}: {list(shape)}" for name, m, shape in outputs if len(shape) in (3, 4)][-12:])
     raise ValueError(f"no layer of this {type(model).__name__} outputs a feature map [bs, C, h, w] of the image, so "

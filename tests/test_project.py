@@ -4,8 +4,7 @@ from pathlib import Path
 import fastcam
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT/'tools'))
-from make_readme import readme_text
+from tools.make_readme import readme_text
 
 def test_package_matches_notebooks(tmp_path):
     for name in ['nbs', 'fastcam']: shutil.copytree(ROOT/name, tmp_path/name, ignore=shutil.ignore_patterns('__pycache__'))
