@@ -2,6 +2,7 @@
 
     python bench/bench_methods.py            # the full run (about 10 minutes on 2 cores)
     python bench/bench_methods.py --quick    # a short run (resnet18 only, small Score-CAM, one repeat)
+    python bench/bench_methods.py --vit      # the ViT row only (timm vit_small, batch 8, 224 px), into bench/results.md
 
 Gradient methods (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM) and Eigen-CAM run on random-weight resnet18 and
 resnet50, batch 8, 224 px, at layer4. Their floor is one forward with gradients plus `torch.autograd.grad` to layer4
@@ -168,7 +169,7 @@ def ratio(a, b): return a / b if b == b and b else float('nan')
 def fmt(v, digits=2): return '-' if v != v else f"{v:.{digits}f}"
 
 def report(rows, peaks, mem_setup, seconds):
-    print(f"\n### fastcam methods vs floor and pytorch-grad-cam\n")
+    print("\n### fastcam methods vs floor and pytorch-grad-cam\n")
     print(f"{platform.processor() or platform.machine()}, {_cpu_name()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, grad-cam {_version('grad-cam')}; load average at start {START_LOAD}\n")
     print("| model | method | floor | floor ms | fastcam 1 class ms | / floor | 5 classes ms | 5 / 1 class | "
@@ -234,10 +235,52 @@ SCORECAM_NOTES = []
 PEER_REPEATS = 3 # pytorch-grad-cam's 1-class calls are timed in the first 3 repeats only (each costs ~3 fastcam calls)
 START_LOAD = ', '.join(f"{v:.1f}" for v in os.getloadavg())
 
+def bench_vit(repeats: int, bs: int = 8, size: int = 224):
+    "Grad-CAM on a timm ViT's tokens with no arguments against inference, its floor and pytorch-grad-cam's reshape."
+    import timm
+    from fastcam.core import default_layer
+    torch.manual_seed(0)
+    model = timm.create_model('vit_small_patch16_224', pretrained=False, num_classes=1000).eval()
+    x = torch.randn(bs, 3, size, size)
+    layer, _ = default_layer(model, x)  # blocks[-1].norm1, the layer pytorch-grad-cam's ViT tutorial uses
+    grid = size // 16
+    def reshape(t): return t[:, 1:].reshape(t.shape[0], grid, grid, t.shape[-1]).permute(0, 3, 1, 2)
+    with torch.no_grad(): top5 = model(x).topk(5).indices
+    def peer(k):
+        cam = pgc.GradCAM(model=model, target_layers=[layer], reshape_transform=reshape)
+        try:
+            for j in range(k): cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in top5[:, j]])
+        finally:
+            cam.activations_and_grads.release()
+            model.zero_grad(set_to_none=True)
+    contenders = {'inference forward': lambda: inference(model, x), 'fwd+grad floor': lambda: grad_floor(model, layer, x),
+                  'fastcam 1 class': lambda: GradCAM(model)(x), 'fastcam 5 classes': lambda: GradCAM(model)(x, topk=5)}
+    if pgc is not None:
+        contenders['pytorch-grad-cam 1 class'] = lambda: peer(1)
+        contenders['pytorch-grad-cam 5 classes'] = lambda: peer(5)
+    times = {}
+    for _ in range(repeats):
+        for name, f in contenders.items(): times.setdefault(name, []).append(timed(f))
+    t = {name: median(ts) for name, ts in times.items()}
+    rows = [[name, f"{t[name]*1e3:.0f}", f"{t[name] / t['inference forward']:.2f}"] for name in t]
+    for name in ('pytorch-grad-cam 1 class', 'pytorch-grad-cam 5 classes'):
+        if name in t:
+            ours = t['fastcam 1 class' if '1 class' in name else 'fastcam 5 classes']
+            rows.append([f"speed-up over {name}", '', f"{t[name] / ours:.2f}"])
+    for row in rows: print('  ' + ' | '.join(row), flush=True)
+    from results import record
+    record('bench_methods --vit: Grad-CAM on a ViT with no arguments',
+           ['contender', 'ms / batch', '/ inference forward'], rows,
+           notes=f"timm vit_small_patch16_224, random weights, batch {bs}, {size} px, CPU; fastcam's default layer "
+                 f"(blocks[-1].norm1) and token reshape, no arguments; pytorch-grad-cam with the same layer and a "
+                 f"reshape_transform, one call per class; medians of {repeats} interleaved repeats "
+                 f"(python bench/bench_methods.py --vit)")
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='resnet18 only, one repeat, small Score-CAM')
     parser.add_argument('--repeats', type=int, default=None, help='interleaved repeats (default 5, 1 with --quick)')
+    parser.add_argument('--vit', action='store_true', help='only the ViT row (timm vit_small, batch 8, 224 px)')
     parser.add_argument('--peak', help=argparse.SUPPRESS)
     parser.add_argument('--arch', default='resnet50', help=argparse.SUPPRESS)
     parser.add_argument('--bs', type=int, default=16, help=argparse.SUPPRESS)
@@ -245,6 +288,9 @@ def main():
     args = parser.parse_args()
     if args.peak:
         print(peak_child(args.peak, args.arch, args.bs, args.size))
+        return
+    if args.vit:
+        bench_vit(args.repeats or 3)
         return
     if pgc is None: print("pytorch-grad-cam is not installed: its columns stay empty (pip install grad-cam)")
     start = time.perf_counter()
