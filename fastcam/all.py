@@ -8,3 +8,4 @@ from .callback import *
 from .interpret import *
 from .metrics import *
 from .data import *
+from .store import *

@@ -19,8 +19,7 @@ from .core import CAMResult, cam_method, keep_rng_state
 import fastcam.learner  # noqa: F401  (adds learn.class_index)
 
 # %% auto #0
-__all__ = ['MANIFEST', 'INDEX', 'PROGRESS', 'COMPLETE', 'ARRAYS', 'StoredMaps', 'model_fingerprint', 'item_names', 'store_maps',
-           'MapStore']
+__all__ = ['StoredMaps', 'model_fingerprint', 'item_names', 'store_maps', 'MapStore']
 
 # %% ../nbs/10_store.ipynb #c9d5aed2
 def model_fingerprint(model: nn.Module) -> str:
@@ -34,7 +33,7 @@ def model_fingerprint(model: nn.Module) -> str:
 
 # %% ../nbs/10_store.ipynb #802c4859
 def item_names(dl) -> list:
-    "A name per item of `dl`'s dataset, in dataset order: its file when the items are (or name) files, else its position."
+    "A name per item of `dl`'s dataset, in order: its file when the items are (or name) files, else its position."
     items, n = getattr(dl.dataset, 'items', None), len(dl.dataset)
     if isinstance(items, pd.DataFrame):
         tfms = getattr(getattr(getattr(dl.dataset, 'tls', [None])[0], 'tfms', None), 'fs', [])
@@ -45,9 +44,9 @@ def item_names(dl) -> list:
         return [str(o) for o in items]
     return [str(i) for i in range(n)]
 
-# %% ../nbs/10_store.ipynb #5baad8ca
-MANIFEST, INDEX, PROGRESS, COMPLETE = 'manifest.json', 'index.csv', 'progress.npy', 'complete.json'
-ARRAYS = ('maps', 'logits', 'targets')
+# %% ../nbs/10_store.ipynb #15e73e71
+_MANIFEST, _INDEX, _PROGRESS, _COMPLETE = 'manifest.json', 'index.csv', 'progress.npy', 'complete.json'
+_ARRAYS = ('maps', 'logits', 'targets')
 
 def _write_json(fname: Path, obj):
     "Write `obj` to `fname` atomically: a temporary file, flushed, then renamed over it."
@@ -78,18 +77,18 @@ class _Writer:
     def __init__(self, path: Path, n: int, dtype: np.dtype, checkpoint: float):
         self.path, self.n, self.dtype, self.checkpoint = path, n, dtype, checkpoint
         self.fds, self.offsets, self.pending, self.last = {}, {}, [], time.monotonic()
-        self.progress_fd = os.open(path/PROGRESS, os.O_RDWR)
-        self.progress_offset = _npy_offset(path/PROGRESS)
-        if all((path/f'{k}.npy').exists() for k in ARRAYS): self._open()
+        self.progress_fd = os.open(path/_PROGRESS, os.O_RDWR)
+        self.progress_offset = _npy_offset(path/_PROGRESS)
+        if all((path/f'{k}.npy').exists() for k in _ARRAYS): self._open()
 
     def _open(self):
-        for k in ARRAYS:
+        for k in _ARRAYS:
             self.fds[k] = os.open(self.path/f'{k}.npy', os.O_RDWR)
             self.offsets[k] = _npy_offset(self.path/f'{k}.npy')
 
     def _create(self, maps: np.ndarray, logits: np.ndarray, targets: np.ndarray):
         "Create the arrays at the first batch, when the shapes of a row are known."
-        for k, a in zip(ARRAYS, (maps, logits, targets)):
+        for k, a in zip(_ARRAYS, (maps, logits, targets)):
             np.lib.format.open_memmap(self.path/f'{k}.npy', mode='w+', dtype=a.dtype, shape=(self.n, *a.shape[1:]))
         self._open()
 
@@ -97,7 +96,7 @@ class _Writer:
         "Write the rows of items `start...` and record them as written at the next checkpoint."
         rows = (maps.numpy().astype(self.dtype, copy=False), logits.float().numpy(), targets.long().numpy())
         if not self.fds: self._create(*rows)
-        for k, a in zip(ARRAYS, rows):
+        for k, a in zip(_ARRAYS, rows):
             _pwrite(self.fds[k], a, self.offsets[k] + start * a[0].nbytes)
         self.pending.append((start, len(maps)))
         if time.monotonic() - self.last >= self.checkpoint: self.record()
@@ -129,29 +128,29 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
 
 def _our_files(path: Path) -> list:
-    return [path/f for f in (MANIFEST, INDEX, PROGRESS, COMPLETE, *(f'{k}.npy' for k in ARRAYS))]
+    return [path/f for f in (_MANIFEST, _INDEX, _PROGRESS, _COMPLETE, *(f'{k}.npy' for k in _ARRAYS))]
 
 # %% ../nbs/10_store.ipynb #9a41201f
 def _prepare_folder(path: Path, settings: dict, names: list, overwrite: bool) -> np.ndarray:
     "Make or check the folder `path` for a run with `settings`; the items already written (bool [n])."
     n = len(names)
-    if (path/MANIFEST).exists():
-        old = json.loads((path/MANIFEST).read_text())
+    if (path/_MANIFEST).exists():
+        old = json.loads((path/_MANIFEST).read_text())
         if old == settings:
-            if (path/COMPLETE).exists(): return np.ones(n, bool)
-            if (path/PROGRESS).exists(): return np.load(path/PROGRESS).astype(bool)
+            if (path/_COMPLETE).exists(): return np.ones(n, bool)
+            if (path/_PROGRESS).exists(): return np.load(path/_PROGRESS).astype(bool)
         elif not overwrite:
             differ = '; '.join(f"{k}: {old.get(k)!r} there, {v!r} here" for k, v in settings.items() if old.get(k) != v)
             raise FileExistsError(f"{str(path)!r} holds the maps of another run ({differ}): pass overwrite=True "
                                   f"(fastcam maps --overwrite) to replace them, or choose another folder")
         for f in _our_files(path): f.unlink(missing_ok=True)
     elif path.exists() and any(path.iterdir()):
-        raise FileExistsError(f"{str(path)!r} holds other files and no {MANIFEST}: it is not a maps folder of "
-                              f"fastcam; pass an empty or new folder (overwrite=True only replaces fastcam's own files)")
+        raise FileExistsError(f"{str(path)!r} holds other files and no {_MANIFEST}: it is not a maps folder of "
+                              f"fastcam; pass an empty or new folder (overwrite=True replaces only fastcam's files)")
     path.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(dict(item=range(n), name=names)).to_csv(path/INDEX, index=False)
-    np.lib.format.open_memmap(path/PROGRESS, mode='w+', dtype=np.uint8, shape=(n,)).flush()
-    _write_json(path/MANIFEST, settings)
+    pd.DataFrame(dict(item=range(n), name=names)).to_csv(path/_INDEX, index=False)
+    np.lib.format.open_memmap(path/_PROGRESS, mode='w+', dtype=np.uint8, shape=(n,)).flush()
+    _write_json(path/_MANIFEST, settings)
     return np.zeros(n, bool)
 
 # %% ../nbs/10_store.ipynb #b6f5d541
@@ -205,7 +204,7 @@ def store_maps(learn: Learner,
                progress: bool = True, # show a progress bar (on rank 0)
                **kwargs # passed to the method's constructor
               ) -> MapStore | None:
-    "Write the maps, logits and targets of every item of `dl` to `out` as they are computed; resume an unfinished `out`."
+    "Write the maps, logits and targets of every item of `dl` to `out` as they are computed; resume an unfinished one."
     dl = (learn.dls.valid if dl is None else dl)
     dl = getattr(dl, 'dl', dl) if type(dl).__name__ == 'DistributedDL' else dl  # we deal out batches ourselves
     np_dtype = _check_args(dl, cls, dtype)
@@ -245,38 +244,38 @@ def store_maps(learn: Learner,
                         if got is not None: writer.write(*got)
         finally:
             if writer is not None: writer.close()
-    if rank == 0 and not (path/COMPLETE).exists(): _finish(path)
+    if rank == 0 and not (path/_COMPLETE).exists(): _finish(path)
     if world > 1: dist.barrier()
     return MapStore(path) if rank == 0 else None
 
 # %% ../nbs/10_store.ipynb #71124c9c
 def _finish(path: Path):
     "Mark `path` complete, last: the marker names the shapes; `progress.npy` is no longer needed."
-    arrays = {k: np.load(path/f'{k}.npy', mmap_mode='r') for k in ARRAYS}
+    arrays = {k: np.load(path/f'{k}.npy', mmap_mode='r') for k in _ARRAYS}
     info = {k: dict(shape=list(a.shape), dtype=str(a.dtype)) for k, a in arrays.items()}
     del arrays
-    _write_json(path/COMPLETE, info)
+    _write_json(path/_COMPLETE, info)
     fd = os.open(path, os.O_RDONLY)  # the rename itself on disk
     try: os.fsync(fd)
     finally: os.close(fd)
-    (path/PROGRESS).unlink(missing_ok=True)
+    (path/_PROGRESS).unlink(missing_ok=True)
 
 # %% ../nbs/10_store.ipynb #c2619aec
 class MapStore:
     "The maps, logits, targets and names that `store_maps` wrote to `path`, memory-mapped."
     def __init__(self, path):
         self.path = Path(path)
-        if not (self.path/COMPLETE).exists():
-            if not (self.path/MANIFEST).exists():
-                raise FileNotFoundError(f"{str(self.path)!r} is not a maps folder: no {MANIFEST}; write one with "
+        if not (self.path/_COMPLETE).exists():
+            if not (self.path/_MANIFEST).exists():
+                raise FileNotFoundError(f"{str(self.path)!r} is not a maps folder: no {_MANIFEST}; write one with "
                                         f"store_maps(learn, {str(self.path)!r}) or fastcam maps")
-            written = int(np.load(self.path/PROGRESS).sum()) if (self.path/PROGRESS).exists() else 0
-            n = json.loads((self.path/MANIFEST).read_text())['n_items']
+            written = int(np.load(self.path/_PROGRESS).sum()) if (self.path/_PROGRESS).exists() else 0
+            n = json.loads((self.path/_MANIFEST).read_text())['n_items']
             raise ValueError(f"{str(self.path)!r} is not complete: {written} of {n} items written; run store_maps "
                              f"(or fastcam maps) again with the same settings to finish it")
-        self.manifest = json.loads((self.path/MANIFEST).read_text())
-        self.maps, self.logits, self.targets = (np.load(self.path/f'{k}.npy', mmap_mode='r') for k in ARRAYS)
-        self.names = pd.read_csv(self.path/INDEX, dtype={'name': str}, keep_default_na=False)['name'].tolist()
+        self.manifest = json.loads((self.path/_MANIFEST).read_text())
+        self.maps, self.logits, self.targets = (np.load(self.path/f'{k}.npy', mmap_mode='r') for k in _ARRAYS)
+        self.names = pd.read_csv(self.path/_INDEX, dtype={'name': str}, keep_default_na=False)['name'].tolist()
 
     def __len__(self) -> int: return len(self.maps)
 
@@ -287,7 +286,7 @@ class MapStore:
         return StoredMaps(as_tensor(self.maps).float(), as_tensor(self.logits), as_tensor(self.targets), names)
 
     def result(self, idxs=None) -> CAMResult:
-        "The maps `[n, k, h, w]`, logits and targets of `idxs` (all items if None) in RAM, as `learn.cam_dl` gives them."
+        "The maps `[n, k, h, w]`, logits and targets of `idxs` (all if None) in RAM, as `learn.cam_dl` gives them."
         got = self[slice(None) if idxs is None else idxs]
         return CAMResult(got.maps, got.logits, got.targets)
 
