@@ -9,7 +9,7 @@ Needs CUDA: without it, it prints one line saying it was not run and exits 0. On
   model and the batch, each against inference;
 - the digits demo task (3,000 training pictures) on the GPU: time of `fit(--epochs)` with and without
   `CAMCallback(items=16)`.
-It prints a markdown table to paste into the README."""
+It prints the table and writes it to bench/results.md (bench/results.py), for the README to cite."""
 import argparse, statistics, sys, tempfile, time
 from pathlib import Path
 import torch
@@ -99,6 +99,13 @@ def main():
     for model, k, ips, t, mib, m in rows: print(f"| {model} | {k} | {ips:.0f} | {t:.2f}x | {mib:.0f} | {m:.2f}x |")
     print(f"\nCAMCallback(items=16) on the digits task, fit({a.epochs}): {plain:.1f} s without, {watched:.1f} s with "
           f"(+{100 * (watched / plain - 1):.1f}%)")
+    from results import record
+    table = [[model, k, f"{ips:.0f}", f"{t:.2f}", f"{mib:.0f}", f"{m:.2f}"] for model, k, ips, t, mib, m in rows]
+    table.append([f'digits, fit({a.epochs})', 'CAMCallback(items=16)', '', f"{watched / plain:.3f}", '', ''])
+    record('bench_gpu: maps on a GPU', ['model', 'contender', 'images/s', 'time / inference', 'peak MiB',
+           'peak / inference'], table, notes=f"batch {a.batch}, 224 px, bf16 autocast, channels-last, random weights, "
+           f"median of {a.repeats} interleaved runs; peak: torch.cuda.max_memory_allocated above the model and batch; "
+           f"last row: fit time with the callback / without (python bench/bench_gpu.py)")
     return 0
 
 if __name__ == '__main__': sys.exit(main())

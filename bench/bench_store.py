@@ -6,6 +6,7 @@ Memory: each run in a fresh process writes the maps of `--items` and of 10x as m
 32x32 per item, 40 kB) and reports its peak RSS during the writing (VmHWM reset after the imports), for `store_maps`
 and for a naive writer that assigns each batch to one `np.memmap` of the whole output. Target (issue 14): the peak
 grows by less than 10% for 10x the items.
+Both tables go to bench/results.md (bench/results.py).
 Throughput: the digits validation set through resnet18 cut after layer2 (random weights), batch 64: inference alone
 (forward under no_grad), `learn.cam_dl` (maps kept in RAM) and `store_maps` (maps written to disk), median of
 `--repeats` interleaved runs, in items/s."""
@@ -101,21 +102,33 @@ def main():
     torch.set_num_threads(1 if a.memory_child else a.threads)
     if a.memory_child: return memory_child(a.memory_child, Path(a.out), a.writer)
 
+    from results import record
     tmp = Path(tempfile.mkdtemp())
     print(f"peak RSS while writing maps (MiB; fresh process each; baseline after imports), {a.items} vs "
           f"{10 * a.items} items, 40 kB of maps an item")
+    rows = []
     for writer in ('store', 'memmap'):
         small = peak_memory(a.items, tmp/f'{writer}_small', writer)
         large = peak_memory(10 * a.items, tmp/f'{writer}_large', writer)
         name = 'store_maps (pwrite)' if writer == 'store' else 'one np.memmap (naive)'
         above = [r['peak_mib'] - r['base_mib'] for r in (small, large)]
-        print(f"  {name:24} {small['peak_mib']:7.1f} -> {large['peak_mib']:7.1f}  ratio "
-              f"{large['peak_mib'] / small['peak_mib']:.3f}  (above baseline {above[0]:.1f} -> {above[1]:.1f}; "
-              f"{large['written_mib']:.0f} MiB written)")
+        rows.append([name, f"{small['peak_mib']:.0f}", f"{large['peak_mib']:.0f}",
+                     f"{large['peak_mib'] / small['peak_mib']:.3f}", f"{above[0]:.0f} -> {above[1]:.0f}",
+                     f"{large['written_mib']:.0f}"])
+        print('  ' + ' | '.join(rows[-1]), flush=True)
+    record('bench_store: peak memory while writing maps', ['writer', f'peak MiB, {a.items} items',
+           f'peak MiB, {10 * a.items} items', 'ratio (target < 1.10)', 'MiB above baseline', 'MiB of maps written'],
+           rows, threads=1, notes=f"a tiny CAM model (conv 3->8, average pool, linear 8->10), noise pictures of 32 px, "
+           f"top-10 maps of 32x32 (40 kB an item), batch 64; each run in a fresh process, peak RSS (VmHWM) reset after "
+           f"the imports (python bench/bench_store.py --items {a.items})")
     print(f"\nthroughput, {a.valid} digits pictures of 64 px, resnet18 cut after layer2, batch 64, CAM, "
           f"{a.threads} threads (items/s, median of {a.repeats}):")
     rates = throughput(a.valid, a.repeats)
     base = rates['inference forward (no_grad)']
-    for k, v in rates.items(): print(f"  {k:30} {v:8.0f}  ({base / v:.2f}x the time of inference)")
+    rows = [[k, f"{v:.0f}", f"{base / v:.2f}"] for k, v in rates.items()]
+    for row in rows: print('  ' + ' | '.join(row))
+    record('bench_store: throughput on the CPU', ['contender', 'items/s', 'time / inference'], rows,
+           threads=a.threads, notes=f"{a.valid} digits pictures of 64 px (fastcam.data), resnet18 cut after layer2, "
+           f"random weights, CAM, batch 64, median of {a.repeats} interleaved runs (python bench/bench_store.py)")
 
 if __name__ == '__main__': main()
