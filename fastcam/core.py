@@ -458,7 +458,6 @@ class CAMMethod:
         return CAMResult(maps if self.multi else maps[0], logits.detach(), targets)
 
     def _layer_maps(self, a, g, reshape, targets, logits, x):
-        self.ran_in = a.dtype if a.element_size() < logits.element_size() else logits.dtype  # the forward's precision
         as_maps = (lambda t: t.float()) if reshape is None else (lambda t: reshape(t).float())
         A = as_maps(a.detach())  # [bs, C, h, w]
         G = None
@@ -563,18 +562,31 @@ class CAM(CAMMethod):
         if self._tail is None: raise RuntimeError("the layer is found from the first batch: call the method once first")
         return fold_head(self._tail)
 
-    def layer_map(self, A, G, targets, logits, x):
+    def _layer_maps(self, a, g, reshape, targets, logits, x):
+        precision = a.dtype if a.element_size() < logits.element_size() else logits.dtype  # the forward's
+        A = (a if reshape is None else reshape(a)).detach().float()
+        self.check_exact(A, logits.float(), precision)
+        return super()._layer_maps(a, g, reshape, targets, logits, x)
+
+    def check_exact(self,
+                    A: Tensor, # the layer's activation [bs, C, h, w], float32
+                    logits: Tensor, # the model's output [bs, n], float32
+                    precision: torch.dtype # the precision the forward ran in (bfloat16 under autocast)
+                   ):
+        "Raise `NotCAMReadyError` unless the folded head applied to the spatial mean of `A` gives the model's `logits`."
         W, b = self.head()
-        W, b = W.to(A.device), b.to(A.device)
-        folded = A.mean((-2, -1)) @ W.T + b  # [bs, n]: the logits the folded head gives
-        exact = getattr(self, 'ran_in', A.dtype) in (torch.float32, torch.float64)  # not under autocast / half
-        tol = 1e-3 if exact else 3e-2
+        folded = A.mean((-2, -1)) @ W.to(A.device).T + b.to(A.device)  # [bs, n]: the logits the folded head gives
+        tol = 1e-3 if precision in (torch.float32, torch.float64) else 3e-2
         gap = (folded - logits).abs().max().item()
         if gap > tol * (1 + logits.abs().max().item()):
             raise NotCAMReadyError(f"CAM would not be exact for this model: the folded head gives logits that differ "
                                    f"from the model's by {gap:.3g}, so something between the layer and the output is "
                                    f"not average pooling + affine (e.g. a ReLU or pooling written in forward). {_CAM_FIX}")
-        return torch.einsum('bkc,bchw->bkhw', W[targets], A)  # W[targets]: [bs, k, C]
+
+    def layer_map(self, A, G, targets, logits, x):
+        W, _ = self.head()
+        return torch.einsum('bkc,bchw->bkhw', W.to(A.device)[targets], A)  # W[targets]: [bs, k, C]
+
 
 # %% ../nbs/01_core.ipynb #b39e3040
 class GradCAM(CAMMethod):

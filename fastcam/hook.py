@@ -20,7 +20,6 @@ def _detached(output):
 # %% ../nbs/00_hook.ipynb #262991a0
 class _BaseHook:
     "Shared life cycle: registered on creation, removed by `remove` or on leaving the `with` block."
-    _what = 'value'
     def __init__(self, module: nn.Module): # the layer to watch
         if not isinstance(module, nn.Module):
             raise TypeError(f"{type(self).__name__} needs an nn.Module, got {type(module).__name__}: "
