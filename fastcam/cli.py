@@ -173,7 +173,7 @@ def _add_params(parser: argparse.ArgumentParser, func, positional=(), short: dic
             continue
         flags = [f"--{name.replace('_', '-')}", *([short[name]] if short and name in short else [])]
         kind = next((t for t in typing.get_args(p.anno) if t is not type(None)), p.anno)
-        if kind is inspect.Parameter.empty: kind = type(default) if default is not None else str
+        if kind in (inspect.Parameter.empty, type(None), None): kind = type(default) if default is not None else str
         if kind is bool and default:
             parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action='store_false',
                                 help=f"turn off: {help}")

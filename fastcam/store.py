@@ -186,6 +186,9 @@ def _check_args(dl, cls, dtype) -> np.dtype:
     if not (cls is None or isinstance(cls, (int, str)) and not isinstance(cls, bool)):
         raise TypeError(f"cls must be None (the predicted class), a class index or name for every item, or 'target' "
                         f"(each item's label), got {cls!r}; for several classes per item pass topk=k")
+    if cls == 'target' and len(getattr(dl.dataset, 'tls', (None, None))) <= getattr(dl, 'n_inp', 1):
+        raise ValueError("cls='target' needs labelled items: this DataLoader has no labels (e.g. a test_dl); pass "
+                         "cls=None for the predicted class")
     if np.dtype(dtype) not in (np.float32, np.float16):
         raise ValueError(f"dtype must be 'float32' or 'float16' (half the disk), got {dtype!r}")
     return np.dtype(dtype)
@@ -216,7 +219,9 @@ def store_maps(learn: Learner,
     n, bs = len(names), dl.bs
     done = None
     if rank == 0:
-        try: done = _prepare_folder(path, _settings(learn, m, kwargs, cls, topk, np_dtype, names), names, overwrite)
+        try:
+            settings = _settings(learn, m, kwargs, cls if fixed is None else fixed, topk, np_dtype, names)  # '3' is 3
+            done = _prepare_folder(path, settings, names, overwrite)
         except Exception as e: done = e
     done = _from_rank_0(done, rank, world)
     todo = [j for j in range(math.ceil(n / bs)) if not done[j * bs:(j + 1) * bs].all()]
@@ -224,15 +229,13 @@ def store_maps(learn: Learner,
     rounds = math.ceil(len(todo) / world)
     writer = _Writer(path, n, np_dtype, checkpoint) if rank == 0 and todo else None
     with keep_rng_state():  # making and iterating a DataLoader draws random numbers
-        batches = iter(dl.new(get_idxs=lambda: [i for j in mine for i in range(j * bs, min((j + 1) * bs, n))]))
+        batches = iter(dl.new(get_idxs=lambda: [i for j in mine for i in range(j * bs, min((j + 1) * bs, n))],
+                              drop_last=False))
         try:
             for r in (progress_bar(range(rounds), leave=False) if progress and rank == 0 else range(rounds)):
                 sent = None
                 if r < len(mine):
                     b = next(batches)
-                    if cls == 'target' and len(b) <= dl.n_inp:
-                        raise ValueError("cls='target' needs labelled batches: this DataLoader has no labels "
-                                         "(e.g. a test_dl); pass cls=None for the predicted class")
                     res = m.compute(b[0], b[dl.n_inp] if cls == 'target' else fixed, topk)
                     sent = (mine[r] * bs, res.maps.cpu(), res.logits.cpu(), res.targets.cpu())
                 received = [sent]
