@@ -15,7 +15,7 @@ from torch import nn, Tensor
 from fastai.data.transforms import ColReader
 from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
-from .core import CAMResult, cam_method, keep_rng_state
+from .core import CAMResult, cam_method, keep_rng_state, unwrap_model
 import fastcam.learner  # noqa: F401  (adds learn.class_index)
 
 # %% auto #0
@@ -118,14 +118,10 @@ class _Writer:
 # %% ../nbs/10_store.ipynb #6e166d69
 def _settings(learn: Learner, m, method_kwargs: dict, cls, topk, dtype: np.dtype, names: list) -> dict:
     "What identifies a run: the folder of another run with other settings is not resumed."
-    return dict(format=1, model=model_fingerprint(_unwrap(learn.model)), method=repr(m),
+    return dict(format=1, model=model_fingerprint(unwrap_model(learn.model)), method=repr(m),
                 method_kwargs={k: repr(v) for k, v in method_kwargs.items()},
                 cls=cls, topk=topk, dtype=str(dtype), n_items=len(names),
                 names=hashlib.blake2b('\n'.join(names).encode(), digest_size=16).hexdigest())
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    "The model inside a `DistributedDataParallel` / `DataParallel` wrapper (fastai's `distrib_ctx` wraps it in one)."
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
 
 def _our_files(path: Path) -> list:
     return [path/f for f in (_MANIFEST, _INDEX, _PROGRESS, _COMPLETE, *(f'{k}.npy' for k in _ARRAYS))]
@@ -212,7 +208,7 @@ def store_maps(learn: Learner,
     dl = getattr(dl, 'dl', dl) if type(dl).__name__ == 'DistributedDL' else dl  # we deal out batches ourselves
     np_dtype = _check_args(dl, cls, dtype)
     rank, world = _distributed()
-    model = _unwrap(learn.model)
+    model = unwrap_model(learn.model)  # fastai's distrib_ctx wraps it in DistributedDataParallel during a fit
     m = cam_method(model, method, layer, **kwargs)
     fixed = None if cls in (None, 'target') else learn.class_index(cls)
     path, names = Path(out), item_names(dl)
