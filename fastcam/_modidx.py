@@ -255,7 +255,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'fastcam.store._prepare_folder': ('store.html#_prepare_folder', 'fastcam/store.py'),
                                'fastcam.store._pwrite': ('store.html#_pwrite', 'fastcam/store.py'),
                                'fastcam.store._settings': ('store.html#_settings', 'fastcam/store.py'),
-                               'fastcam.store._unwrap': ('store.html#_unwrap', 'fastcam/store.py'),
                                'fastcam.store._write_json': ('store.html#_write_json', 'fastcam/store.py'),
                                'fastcam.store.item_names': ('store.html#item_names', 'fastcam/store.py'),
                                'fastcam.store.model_fingerprint': ('store.html#model_fingerprint', 'fastcam/store.py'),
