@@ -5,6 +5,7 @@
 # %% ../nbs/08_data.ipynb #ba5e7864
 from __future__ import annotations
 import json
+import shutil
 import random
 from pathlib import Path
 from typing import Callable
@@ -27,8 +28,9 @@ from fastai.vision.learner import create_vision_model, default_split
 from torchvision.models import resnet18
 from .core import check_int
 
+
 # %% auto #0
-__all__ = ['make_digits', 'show_digits_boxes', 'digits_dls', 'digits_boxes', 'cam_learner']
+__all__ = ['make_digits', 'show_digits_boxes', 'digits_dls', 'digits_boxes', 'mark_digits', 'cam_learner']
 
 # %% ../nbs/08_data.ipynb #def50250
 _N_SOURCE_TRAIN = 1400  # of sklearn's 1,797 digits; the other 397 make the validation pictures
@@ -203,6 +205,69 @@ def digits_boxes(source, # `DataLoaders` from `digits_dls`, or the labels from `
         raise ValueError(f"the items have no box columns {missing} (columns: {list(items.columns)}): "
                          f"use the data made by `make_digits`")
     return torch.tensor(items[_BOX_COLS].to_numpy(dtype=np.float32))
+
+# %% ../nbs/08_data.ipynb #77d32e05
+_SPLITS = {'train': False, 'valid': True}  # split name -> value of `is_valid`
+
+def _add_mark(img: Image.Image, # a picture
+              mark_size: int, # side of the square in pixels
+              color: tuple # its RGB colour
+             ) -> Image.Image:
+    "`img` as RGB with a `mark_size` square of `color` in its top-left corner."
+    img = img.convert('RGB')
+    ImageDraw.Draw(img).rectangle([0, 0, mark_size - 1, mark_size - 1], fill=tuple(color))
+    return img
+
+def mark_digits(source, # a folder made by `make_digits`
+                dest, # folder for the copy; created if needed
+                cls, # the class whose pictures get the mark, e.g. '7' or 7
+                fraction: float = 1., # share of that class's items to mark in each chosen split, in [0, 1]
+                splits: tuple = ('train', 'valid'), # the splits whose items may be marked: 'train', 'valid' or both
+                seed: int = 0, # seed of the `numpy.random.default_rng` that picks the items
+                mark_size: int = 6, # side of the square in pixels
+                color: tuple = (255, 255, 0), # its RGB colour; yellow is no colour of the clutter or the digits
+                force: bool = False # copy again even if `dest` holds this copy already
+               ) -> pd.DataFrame:
+    "Copy `source` to `dest` with a square in the top-left corner of a `fraction` of the class `cls` items; labels gain `marked`."
+    source, dest = Path(source), Path(dest)
+    csv = source/'labels.csv'
+    if not csv.exists():
+        raise FileNotFoundError(f"no labels.csv in {str(source)!r}: make the data first with `make_digits({str(source)!r})`")
+    if source.resolve() == dest.resolve():
+        raise ValueError(f"`dest` is `source` ({str(source)!r}): pass another folder, the clean pictures are kept")
+    df = _read_labels(csv)
+    cls = str(cls)
+    if cls not in set(df.label):
+        raise ValueError(f"class {cls!r} is not in the labels of {str(source)!r}: pass one of {sorted(set(df.label))}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}: pass e.g. 0.4 to mark 40% of the {cls}s")
+    if isinstance(splits, str): splits = (splits,)
+    unknown = [s for s in splits if s not in _SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"unknown splits {unknown or list(splits)}: pass a tuple of {list(_SPLITS)}, e.g. ('train',)")
+    check_int(seed, 'seed', 0, "pass a non-negative int such as 0")
+    check_int(mark_size, 'mark_size', 1, "pass the side of the square in pixels, e.g. 6")
+    params = dict(format=_FORMAT, source=str(source.resolve()), labels=csv.stat().st_mtime_ns, cls=cls,
+                  fraction=float(fraction), splits=sorted(splits), seed=seed, mark_size=mark_size, color=list(color))
+    out_csv, params_file = dest/'labels.csv', dest/'marks.json'
+    if not force and out_csv.exists() and params_file.exists() and json.loads(params_file.read_text()) == params:
+        out = _read_labels(out_csv)
+        if all((dest/f).exists() for f in out.fname): return out
+    params_file.unlink(missing_ok=True)  # written last: a copy cut short leaves no parameters behind
+    rng = np.random.default_rng(seed)
+    marked = np.zeros(len(df), dtype=bool)
+    for split in sorted(splits):
+        candidates = np.nonzero(((df.label == cls) & (df.is_valid == _SPLITS[split])).to_numpy())[0]
+        marked[rng.choice(candidates, int(round(fraction * len(candidates))), replace=False)] = True
+    for fname in {str(Path(f).parent) for f in df.fname}: (dest/fname).mkdir(parents=True, exist_ok=True)
+    for fname, mark in zip(df.fname, marked):
+        if mark: _add_mark(Image.open(source/fname), mark_size, color).save(dest/fname, compress_level=1)
+        else: shutil.copyfile(source/fname, dest/fname)
+    out = df.assign(marked=marked)
+    out.to_csv(out_csv, index=False)
+    params_file.write_text(json.dumps(params))
+    return out
+
 
 # %% ../nbs/08_data.ipynb #1a049497
 @delegates(Learner, but=['dls', 'model', 'splitter', 'metrics'])
