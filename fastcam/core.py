@@ -262,18 +262,21 @@ def has_hooks(model: nn.Module) -> bool:
 
 def class_gradients(scores: Tensor, # [bs, k] scores, part of a graph that leads back to `acts`
                     acts: list, # activations to differentiate with respect to, each [bs, ...]
-                    batched: bool = True # try one batched `autograd.grad` for all k first
+                    batched: bool = True, # try one batched `autograd.grad` for all k first
+                    create_graph: bool = False # keep the gradients in the graph (maps for training losses)
                    ) -> list:
     "The gradient of each of the `k` scores with respect to each of `acts`: one tensor `[bs, k, ...]` per activation."
     bs, k = scores.shape
-    if k == 1: return [g[:, None] for g in torch.autograd.grad(scores.sum(), acts)]
+    if k == 1: return [g[:, None] for g in torch.autograd.grad(scores.sum(), acts, create_graph=create_graph)]
     if batched:
         one_hot = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None].expand(k, bs, k)  # [k, bs, k]
         try:  # the graph is kept, so that the loop below can still run on it if vmap refuses an op or a hook
-            grads = torch.autograd.grad(scores, acts, grad_outputs=one_hot, is_grads_batched=True, retain_graph=True)
+            grads = torch.autograd.grad(scores, acts, grad_outputs=one_hot, is_grads_batched=True, retain_graph=True,
+                                        create_graph=create_graph)
             return [g.transpose(0, 1) for g in grads]  # each [bs, k, ...]
         except (RuntimeError, NotImplementedError, TypeError, ValueError): pass
-    per_class = [torch.autograd.grad(scores[:, j].sum(), acts, retain_graph=j < k - 1) for j in range(k)]
+    per_class = [torch.autograd.grad(scores[:, j].sum(), acts, retain_graph=create_graph or j < k - 1,
+                                     create_graph=create_graph) for j in range(k)]
     return [torch.stack(gs, 1) for gs in zip(*per_class)]  # each [bs, k, ...]
 
 
@@ -390,6 +393,7 @@ def fuse_maps(maps: list, # maps [bs, k, h_i, w_i] of the same items and classes
 class CAMMethod:
     "Base class of every map method: one forward of `model` with hooks on `layer`, then `layer_map` per layer."
     needs_grad = True # whether the method uses the gradients of the scores
+    differentiable_maps = True # whether `compute(..., differentiable=True)` can keep the maps in the graph
     def __init__(self,
                  model: nn.Module, # the model to explain (compiled, DataParallel and DDP models are unwrapped)
                  layer=None, # a module, a dotted name, an int indexing a fastai body, or a list of them
@@ -427,13 +431,17 @@ class CAMMethod:
     def compute(self,
                 x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
                 cls=None, # the classes to explain: None (predicted), int, [bs] or [bs, k]
-                topk: int | None = None # explain the k highest-scoring classes instead
+                topk: int | None = None, # explain the k highest-scoring classes instead
+                differentiable: bool = False # keep the maps in the autograd graph of the parameters (training losses)
                ) -> CAMResult:
         "Maps, logits and targets for batch `x`, from one forward."
         check_batch(x, self.model)
         _check_cls(cls, topk, len(x))
         x = _input_for(self.model, x.as_subclass(Tensor))  # fastai's tensor types (TensorImage) slow every op
-        if self.needs_grad and torch.is_inference_mode_enabled():
+        if differentiable and not self.differentiable_maps:
+            raise ValueError(f"{type(self).__name__}'s weights come from extra forwards without gradients, so its maps "
+                             f"cannot be differentiable: use CAM or a gradient method (e.g. GradCAM) for a training loss")
+        if (self.needs_grad or differentiable) and torch.is_inference_mode_enabled():
             raise RuntimeError(f"{type(self).__name__} needs gradients, which torch.inference_mode() forbids: "
                                f"use torch.no_grad() instead (maps work under it)")
         modes = [(m, m.training) for m in self.model.modules()]
@@ -441,16 +449,18 @@ class CAMMethod:
         try:
             reshapes = self._prepare(x)
             batched = not has_hooks(self.model)  # before ours are added
-            with _Capture(self.model, self.layers, self.needs_grad, reshapes, len(x)) as capture, torch.no_grad():
+            grad_mode = torch.enable_grad() if differentiable else torch.no_grad()  # the whole graph, or from the layer
+            with _Capture(self.model, self.layers, self.needs_grad, reshapes, len(x)) as capture, grad_mode:
                 logits = self.model(x)
             acts = [capture.acts[l] for l in self.layers]
             targets = resolve_targets(logits.detach(), cls, topk)
             grads = [None] * len(acts)
             if self.needs_grad:
                 with torch.enable_grad():
-                    grads = class_gradients(logits.gather(1, targets), acts, batched)
-            with torch.autocast(x.device.type, enabled=False):  # maps in float32, whatever precision the model ran in
-                maps = [self._layer_maps(a, g, r, targets, logits.detach(), x)
+                    grads = class_gradients(logits.gather(1, targets), acts, batched, differentiable)
+            # maps in float32, whatever precision the model ran in; in the graph only when asked for
+            with torch.autocast(x.device.type, enabled=False), torch.set_grad_enabled(differentiable):
+                maps = [self._layer_maps(a, g, r, targets, logits, x)
                         for a, g, r in zip(acts, grads, reshapes)]
         finally:
             for m, training in modes: m.training = training
@@ -458,8 +468,9 @@ class CAMMethod:
         return CAMResult(maps if self.multi else maps[0], logits.detach(), targets)
 
     def _layer_maps(self, a, g, reshape, targets, logits, x):
-        as_maps = (lambda t: t.float()) if reshape is None else (lambda t: reshape(t).float())
-        A = as_maps(a.detach())  # [bs, C, h, w]
+        wide = lambda t: t if t.dtype == torch.float64 else t.float()  # float32 maps, float64 for a float64 model
+        as_maps = wide if reshape is None else (lambda t: wide(reshape(t)))
+        A = as_maps(a)  # [bs, C, h, w]
         G = None
         if g is not None:
             bs, k = g.shape[:2]
@@ -467,9 +478,9 @@ class CAMMethod:
         maps = self.layer_map(A, G, targets, logits.float(), x)
         return maps.relu() if self.relu else maps
 
-    def __call__(self, x: Tensor, cls=None, topk: int | None = None):
+    def __call__(self, x: Tensor, cls=None, topk: int | None = None, differentiable: bool = False):
         "Maps `[bs, k, h, w]` (float32, on `x`'s device) for batch `x`; a list of them for several layers."
-        return self.compute(x, cls, topk).maps
+        return self.compute(x, cls, topk, differentiable).maps
 
     def __repr__(self):
         names = [layer_name(self.model, l) if l is not None else 'auto' for l in self.layers]
@@ -505,8 +516,9 @@ def fold_head(modules: list # the leaf modules that run after the layer, in orde
                     if 'MaxPool' in type(m).__name__ else "is not global average pooling or affine")
             raise NotCAMReadyError(f"CAM is exact only when everything after the layer is global average pooling "
                                    f"followed by affine layers, but {type(m).__name__} {what}. {_CAM_FIX}")
-        scale, shift = scale.detach().float(), (shift.detach().float() if shift is not None else None)
-        if shift is None: shift = torch.zeros(scale.shape[0], device=scale.device)
+        wide = lambda t: t if t.dtype == torch.float64 else t.float()  # in the graph if grad is on
+        scale, shift = wide(scale), (wide(shift) if shift is not None else None)
+        if shift is None: shift = scale.new_zeros(scale.shape[0])
         M, v = (scale, shift) if M is None else (scale @ M, scale @ v + shift)
     if M is None: raise NotCAMReadyError(f"no linear layer follows the layer, so there is nothing to fold. {_CAM_FIX}")
     return M, v
@@ -575,7 +587,7 @@ class CAM(CAMMethod):
                    ):
         "Raise `NotCAMReadyError` unless the folded head applied to the spatial mean of `A` gives the model's `logits`."
         W, b = self.head()
-        folded = A.mean((-2, -1)) @ W.to(A.device).T + b.to(A.device)  # [bs, n]: the logits the folded head gives
+        folded = A.mean((-2, -1)) @ W.to(A).T + b.to(A)  # [bs, n]: the logits the folded head gives
         tol = 1e-3 if precision in (torch.float32, torch.float64) else 3e-2
         gap = (folded - logits).abs().max().item()
         if gap > tol * (1 + logits.abs().max().item()):
@@ -585,7 +597,7 @@ class CAM(CAMMethod):
 
     def layer_map(self, A, G, targets, logits, x):
         W, _ = self.head()
-        return torch.einsum('bkc,bchw->bkhw', W.to(A.device)[targets], A)  # W[targets]: [bs, k, C]
+        return torch.einsum('bkc,bchw->bkhw', W.to(A)[targets], A)  # W[targets]: [bs, k, C]
 
 
 # %% ../nbs/01_core.ipynb #b39e3040

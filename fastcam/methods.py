@@ -66,6 +66,7 @@ register_method(EigenCAM, 'eigencam')
 class ScoreCAM(CAMMethod):
     "Score-CAM (Wang et al., 2020, https://arxiv.org/abs/1910.01279): channels weighted by the scores of masked inputs."
     needs_grad = False
+    differentiable_maps = False # the weights come from forwards without gradients
     def __init__(self,
                  model: nn.Module, # the model to explain
                  layer=None, # the target layer, or a list of them (see `CAMMethod`)
@@ -115,6 +116,7 @@ register_method(ScoreCAM, 'scorecam')
 class AblationCAM(CAMMethod):
     "Ablation-CAM (Desai & Ramaswamy, 2020): channels weighted by the score's relative drop when the channel is zeroed."
     needs_grad = False
+    differentiable_maps = False # the weights come from forwards without gradients
     def __init__(self,
                  model: nn.Module, # the model to explain, built of `nn.Sequential`s down to the layer
                  layer=None, # the target layer (one)
