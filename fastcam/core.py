@@ -16,10 +16,10 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['METHODS', 'is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'vit_reshape', 'channels_last_reshape',
-           'inside_attention', 'last_feature_layer', 'layer_reshape', 'default_layer', 'resolve_targets', 'has_hooks',
-           'class_gradients', 'CAMResult', 'model_device', 'check_batch', 'check_int', 'probabilities', 'fuse_maps',
-           'CAMMethod', 'NotCAMReadyError', 'fold_head', 'modules_after', 'CAM', 'GradCAM', 'register_method',
-           'cam_method', 'method_label', 'keep_rng_state']
+           'inside_attention', 'last_feature_layer', 'layer_reshape', 'default_layer', 'resolve_targets',
+           'RegionTarget', 'has_hooks', 'class_gradients', 'CAMResult', 'model_device', 'check_batch', 'check_int',
+           'probabilities', 'fuse_maps', 'CAMMethod', 'NotCAMReadyError', 'fold_head', 'modules_after', 'CAM',
+           'GradCAM', 'register_method', 'cam_method', 'method_label', 'keep_rng_state']
 
 # %% ../nbs/01_core.ipynb #0a69d4a4
 def is_body_head(model: nn.Module) -> bool:
@@ -252,6 +252,75 @@ def resolve_targets(logits: Tensor, # the model's output [bs, n]
                          f"index below {n} or a name from learn.dls.vocab")
     return t
 
+# %% ../nbs/01_core.ipynb #010aa030
+def _is_box(region) -> bool:
+    return isinstance(region, (tuple, list)) and len(region) == 4 and all(isinstance(v, (int, float)) for v in region)
+
+class RegionTarget:
+    "Seg-Grad-CAM's score: the sum of class `cls`'s logits over a region of a segmentation output `[bs, n, H, W]`."
+    def __init__(self,
+                 cls, # the class to explain: an int, one per item [bs], or [bs, k]
+                 region='pred'): # 'pred' (the pixels predicted as the class), a box (x0, y0, x1, y1) in pixels, or a mask
+        if cls is None:
+            raise ValueError("a segmentation map explains one class over a region: pass cls= (an index, or a name "
+                             "from learn.dls.vocab through learn.cam)")
+        self.cls, self.region = cls, region
+
+    def check(self, x: Tensor):
+        "Refuse a region that does not fit the batch `x`, before any work is done."
+        bs, (H, W) = len(x), x.shape[-2:]
+        _check_cls(self.cls, None, bs)
+        r = self.region
+        if isinstance(r, str):
+            if r != 'pred': raise ValueError(f"region must be 'pred', a box (x0, y0, x1, y1) or a mask, got {r!r}")
+        elif _is_box(r):
+            x0, y0, x1, y1 = r
+            if not (0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H):
+                raise ValueError(f"the box {tuple(r)} is empty or outside the {W}x{H} image: pass (x0, y0, x1, y1) "
+                                 f"with 0 <= x0 < x1 <= {W} and 0 <= y0 < y1 <= {H}")
+        else:
+            shape = tuple(torch.as_tensor(r).shape)
+            if len(shape) not in (2, 3, 4) or shape[-2:] != (H, W) or (len(shape) > 2 and shape[0] != bs):
+                raise ValueError(f"the region mask has shape {shape}, but the batch is {bs} images of {H}x{W}: pass a "
+                                 f"mask [{H}, {W}], [{bs}, {H}, {W}] or [{bs}, k, {H}, {W}], or a box (x0, y0, x1, y1)")
+
+    def classes(self, output: Tensor) -> Tensor:
+        "The class of each score, `[bs, k]`."
+        return resolve_targets(output.detach().flatten(2).mean(-1), self.cls)  # [bs, n] only for the checks
+
+    def masks(self, output: Tensor, classes: Tensor) -> Tensor:
+        "The region of each (item, class), `[bs, k, H, W]` as 0/1 in `output`'s dtype; refuses an empty one."
+        bs, n, H, W = output.shape
+        r = self.region
+        if isinstance(r, str): m = output.detach().argmax(1)[:, None] == classes[..., None, None]  # [bs, k, H, W]
+        elif _is_box(r):
+            x0, y0, x1, y1 = (int(round(v)) for v in r)
+            m = torch.zeros(bs, classes.shape[1], H, W, dtype=torch.bool, device=output.device)
+            m[..., y0:y1, x0:x1] = True
+        else:
+            t = torch.as_tensor(r, device=output.device).bool()
+            if t.shape[-2:] != (H, W):
+                raise ValueError(f"the region mask is {tuple(t.shape[-2:])} but the model's output is {H}x{W}")
+            t = t[None, None] if t.ndim == 2 else t[:, None] if t.ndim == 3 else t
+            m = t.expand(bs, classes.shape[1], H, W)
+        empty = (~m.flatten(2).any(-1)).nonzero()
+        if len(empty):
+            i, j = empty[0].tolist()
+            raise ValueError(f"the region of class {classes[i, j].item()} in item {i} is empty (no pixel is predicted as "
+                             f"that class): pass region= a mask or a box (x0, y0, x1, y1), or another class")
+        return m.to(output.dtype)
+
+    def __call__(self, output: Tensor) -> Tensor:
+        "Scores `[bs, k]`: each class's logits summed over its region."
+        if output.ndim != 4:
+            raise ValueError(f"RegionTarget explains a segmentation output [bs, n, H, W], got shape "
+                             f"{tuple(output.shape)}: for a classifier pass cls= instead")
+        classes = self.classes(output)
+        H, W = output.shape[-2:]
+        chosen = output.gather(1, classes[..., None, None].expand(-1, -1, H, W))  # [bs, k, H, W]
+        return (chosen * self.masks(output, classes)).sum((-2, -1))
+
+
 # %% ../nbs/01_core.ipynb #c008d0b3
 def has_hooks(model: nn.Module) -> bool:
     "Whether other code has module hooks on `model` (forward, backward, or global ones), which may not allow batched gradients."
@@ -394,6 +463,7 @@ class CAMMethod:
     "Base class of every map method: one forward of `model` with hooks on `layer`, then `layer_map` per layer."
     needs_grad = True # whether the method uses the gradients of the scores
     differentiable_maps = True # whether `compute(..., differentiable=True)` can keep the maps in the graph
+    needs_class_targets = False # whether the method explains class logits by their index (CAM's weights, masked scores)
     def __init__(self,
                  model: nn.Module, # the model to explain (compiled, DataParallel and DDP models are unwrapped)
                  layer=None, # a module, a dotted name, an int indexing a fastai body, or a list of them
@@ -432,11 +502,13 @@ class CAMMethod:
                 x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
                 cls=None, # the classes to explain: None (predicted), int, [bs] or [bs, k]
                 topk: int | None = None, # explain the k highest-scoring classes instead
-                differentiable: bool = False # keep the maps in the autograd graph of the parameters (training losses)
+                differentiable: bool = False, # keep the maps in the autograd graph of the parameters (training losses)
+                target=None # instead of `cls`/`topk`: a callable turning the output into scores [bs, k] (`RegionTarget`)
                ) -> CAMResult:
         "Maps, logits and targets for batch `x`, from one forward."
         check_batch(x, self.model)
-        _check_cls(cls, topk, len(x))
+        if target is None: _check_cls(cls, topk, len(x))
+        else: self._check_target(target, cls, topk, x)
         x = _input_for(self.model, x.as_subclass(Tensor))  # fastai's tensor types (TensorImage) slow every op
         if differentiable and not self.differentiable_maps:
             raise ValueError(f"{type(self).__name__}'s weights come from extra forwards without gradients, so its maps "
@@ -453,11 +525,14 @@ class CAMMethod:
             with _Capture(self.model, self.layers, self.needs_grad, reshapes, len(x)) as capture, grad_mode:
                 logits = self.model(x)
             acts = [capture.acts[l] for l in self.layers]
-            targets = resolve_targets(logits.detach(), cls, topk)
+            if target is None and logits.ndim == 4:  # a segmentation output: the class over its predicted pixels
+                target = RegionTarget(cls)
+                self._check_target(target, None, topk, x)
+            with torch.set_grad_enabled(self.needs_grad or differentiable):
+                targets, scores = self._scores(logits, cls, topk, target)
             grads = [None] * len(acts)
             if self.needs_grad:
-                with torch.enable_grad():
-                    grads = class_gradients(logits.gather(1, targets), acts, batched, differentiable)
+                with torch.enable_grad(): grads = class_gradients(scores, acts, batched, differentiable)
             # maps in float32, whatever precision the model ran in; in the graph only when asked for
             with torch.autocast(x.device.type, enabled=False), torch.set_grad_enabled(differentiable):
                 maps = [self._layer_maps(a, g, r, targets, logits, x)
@@ -466,6 +541,32 @@ class CAMMethod:
             for m, training in modes: m.training = training
         if self.fuse: return CAMResult(fuse_maps(maps), logits.detach(), targets)
         return CAMResult(maps if self.multi else maps[0], logits.detach(), targets)
+
+    def _check_target(self, target, cls, topk, x):
+        "Refuse a target this method cannot explain, or one that does not fit `x`, before any work."
+        if cls is not None or topk is not None:
+            raise ValueError(f"pass either target= or cls/topk, not both (got cls={cls!r}, topk={topk!r})")
+        if not callable(target):
+            raise TypeError(f"target must be a callable turning the model's output into scores [bs, k], got "
+                            f"{type(target).__name__}")
+        if self.needs_class_targets:
+            raise ValueError(f"{type(self).__name__} explains class logits by their index, not a target's scores: "
+                             f"use a gradient method (e.g. GradCAM) with target=")
+        if hasattr(target, 'check'): target.check(x)
+
+    def _scores(self, logits: Tensor, cls, topk, target) -> tuple:
+        "`(targets [bs, k], scores [bs, k])`: the class behind each score (-1 if none) and the scores to explain."
+        bs = len(logits)
+        if target is None:
+            targets = resolve_targets(logits.detach(), cls, topk)
+            return targets, logits.gather(1, targets)
+        scores = target(logits)
+        if not isinstance(scores, Tensor) or scores.ndim != 2 or scores.shape[0] != bs:
+            raise ValueError(f"the target must return scores [bs, k] = [{bs}, k], got "
+                             f"{tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__}")
+        classes = target.classes(logits) if hasattr(target, 'classes') else None
+        if classes is None: classes = torch.full(scores.shape, -1, dtype=torch.long, device=scores.device)
+        return classes, scores
 
     def _layer_maps(self, a, g, reshape, targets, logits, x):
         wide = lambda t: t if t.dtype == torch.float64 else t.float()  # float32 maps, float64 for a float64 model
@@ -478,9 +579,9 @@ class CAMMethod:
         maps = self.layer_map(A, G, targets, logits.float(), x)
         return maps.relu() if self.relu else maps
 
-    def __call__(self, x: Tensor, cls=None, topk: int | None = None, differentiable: bool = False):
+    def __call__(self, x: Tensor, cls=None, topk: int | None = None, differentiable: bool = False, target=None):
         "Maps `[bs, k, h, w]` (float32, on `x`'s device) for batch `x`; a list of them for several layers."
-        return self.compute(x, cls, topk, differentiable).maps
+        return self.compute(x, cls, topk, differentiable, target).maps
 
     def __repr__(self):
         names = [layer_name(self.model, l) if l is not None else 'auto' for l in self.layers]
@@ -544,6 +645,7 @@ def modules_after(model: nn.Module, layer: nn.Module) -> list | None:
 class CAM(CAMMethod):
     "Class activation maps (Zhou et al., 2016): the folded head's weights times the activation; no backward pass."
     needs_grad = False
+    needs_class_targets = True
     def __init__(self, model: nn.Module, layer=None, relu: bool = True):
         if isinstance(layer, (list, tuple)): raise ValueError("CAM is defined at one layer; pass a single layer")
         super().__init__(model, layer, relu=relu)

@@ -67,6 +67,7 @@ class ScoreCAM(CAMMethod):
     "Score-CAM (Wang et al., 2020, https://arxiv.org/abs/1910.01279): channels weighted by the scores of masked inputs."
     needs_grad = False
     differentiable_maps = False # the weights come from forwards without gradients
+    needs_class_targets = True
     def __init__(self,
                  model: nn.Module, # the model to explain
                  layer=None, # the target layer, or a list of them (see `CAMMethod`)
@@ -117,6 +118,7 @@ class AblationCAM(CAMMethod):
     "Ablation-CAM (Desai & Ramaswamy, 2020): channels weighted by the score's relative drop when the channel is zeroed."
     needs_grad = False
     differentiable_maps = False # the weights come from forwards without gradients
+    needs_class_targets = True
     def __init__(self,
                  model: nn.Module, # the model to explain, built of `nn.Sequential`s down to the layer
                  layer=None, # the target layer (one)
