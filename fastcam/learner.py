@@ -11,13 +11,13 @@ from fastcore.meta import delegates
 from fastai.learner import Learner
 from fastai.vision.core import PILImage, TensorImage
 from fastprogress.fastprogress import progress_bar
-from .core import CAMResult, cam_method, method_label, probabilities
+from .core import CAMResult, RegionTarget, cam_method, method_label, probabilities, unwrap_model
 from .methods import all_methods
 from .show import show_cam, show_cam_grid
 
 
 # %% auto #0
-__all__ = []
+__all__ = ['is_segmentation', 'is_multi_label']
 
 # %% ../nbs/04_learner.ipynb #8d9ed93d
 def _is_index(item) -> bool: return isinstance(item, int) and not isinstance(item, bool)
@@ -72,6 +72,16 @@ def class_index(self: Learner, cls):
         return vocab.index(cls)
     return cls
 
+# %% ../nbs/04_learner.ipynb #fcbdd6f0
+def is_segmentation(learn: Learner) -> bool:
+    "Whether `learn` segments (a fastai U-Net, or a loss over the class axis of [bs, n, H, W] outputs)."
+    return type(unwrap_model(learn.model)).__name__ == 'DynamicUnet' or getattr(learn.loss_func, 'axis', -1) == 1
+
+def is_multi_label(learn: Learner) -> bool:
+    "Whether `learn` predicts several labels per item (a loss with a `thresh`, as `BCEWithLogitsLossFlat`)."
+    return hasattr(learn.loss_func, 'thresh') and not is_segmentation(learn)
+
+
 # %% ../nbs/04_learner.ipynb #dc18f73c
 @patch
 def cam_result(self: Learner,
@@ -80,12 +90,20 @@ def cam_result(self: Learner,
                layer=None, # the target layer (see `find_layer`); None: the body's output
                method='auto', # a method name, class or object; 'auto': CAM if the head allows, else Grad-CAM
                topk: int | None = None, # explain the k highest-scoring classes instead of `cls`
+               region=None, # segmentation: the pixels predicted as `cls` (None), a box (x0, y0, x1, y1) or a mask [H, W]
+               target=None, # a callable turning the model's output into scores [bs, k], instead of classes
                **kwargs # passed to the method's constructor
               ) -> tuple:
     "`(CAMResult, x)`: the maps, logits and targets for `items`, and the batch they were computed from."
+    if region is not None and not is_segmentation(self):
+        raise ValueError("region= picks pixels of a segmentation output, but this learner classifies whole images: "
+                         "pass cls= (or use a unet_learner)")
+    if region is not None and target is not None: raise ValueError("pass region= or target=, not both")
     x = self.cam_batch(items)
     cls = self.class_index(cls)
-    return cam_method(self.model, method, layer, **kwargs).compute(x, cls, topk), x
+    if region is not None: target, cls = RegionTarget(cls, region), None
+    return cam_method(self.model, method, layer, **kwargs).compute(x, cls, topk, target=target), x
+
 
 # %% ../nbs/04_learner.ipynb #31a091f9
 @patch
@@ -103,6 +121,10 @@ def _title(learn: Learner, c: int, p: float, prefix: str = '') -> str:
 
 
 # %% ../nbs/04_learner.ipynb #f93de061
+def _outline(ax, mask: Tensor):
+    "Draw the outline of a 0/1 `mask` [H, W] on `ax`."
+    if mask.any() and not mask.all(): ax.contour(mask.float().cpu().numpy(), levels=[0.5], colors='cyan', linewidths=1)
+
 @patch
 def show_cam(self: Learner,
              item, # a path, PIL image, TensorImage or validation index
@@ -110,15 +132,27 @@ def show_cam(self: Learner,
              layer=None, # the target layer; None: the body's output
              method='auto', # a method name, class or object
              ctx=None, # the axes to draw on
+             region=None, # segmentation: the pixels predicted as `cls` (None), a box (x0, y0, x1, y1) or a mask [H, W]
              **kwargs # passed to `show_cam` (alpha, cmap, figsize, ...)
             ):
     "Draw `item` with the map of class `cls` over it, titled with class name and probability; returns the axes."
     if not _is_single(item): raise ValueError("show_cam draws one item: use learn.show_cams for several")
-    res, x = self.cam_result(item, cls, layer, method)
+    if is_segmentation(self) and cls is None:
+        raise ValueError("a segmentation map explains one class over a region: pass cls= (an index or a name from "
+                         "learn.dls.vocab)")
+    res, x = self.cam_result(item, cls, layer, method, region=region)
     if res.targets.shape[1] != 1: raise ValueError("show_cam draws one class: use learn.show_cams for several")
     c = res.targets[0, 0].item()
+    if res.logits.ndim == 4:  # segmentation: outline the region the map explains
+        target = RegionTarget(c, 'pred' if region is None else region)
+        mask = target.masks(res.logits[:1], res.targets[:1])[0, 0]
+        ax = show_cam(self.decode_batch_images(x)[0], res.maps[0, 0], ctx=ctx,
+                      title=f"{self.dls.vocab[c]}: {int(mask.sum())} px", **kwargs)
+        _outline(ax, mask)
+        return ax
     p = probabilities(self.loss_func, res.logits)[0, c].item()
     return show_cam(self.decode_batch_images(x)[0], res.maps[0, 0], ctx=ctx, title=_title(self, c, p), **kwargs)
+
 
 # %% ../nbs/04_learner.ipynb #2ca94b67
 @patch
@@ -133,6 +167,8 @@ def show_cams(self: Learner,
               **kwargs # passed to `show_cam_grid` (figsize, alpha, cmap, ...)
              ):
     "A grid of maps: items x classes, or items x methods; returns the figure."
+    if methods is None and cls is None and topk is None and is_multi_label(self):
+        return _show_labels(self, items, layer, method, show_image, **kwargs)
     if methods is None:
         res, x = self.cam_result(items, cls, layer, method, topk)
         probs = probabilities(self.loss_func, res.logits)
@@ -149,6 +185,22 @@ def show_cams(self: Learner,
     titles = [[_title(self, r.targets[i, 0].item(), probs[i, r.targets[i, 0]].item(), f"{name}: ")
                for name, r in zip(names, results)] for i in range(len(x))]
     return show_cam_grid(self.decode_batch_images(x), maps, titles, show_image=show_image, **kwargs)
+
+# %% ../nbs/04_learner.ipynb #dac89bfe
+def _show_labels(learn: Learner, items, layer, method, show_image: bool, **kwargs):
+    "One row per item with the maps of its labels above the loss's `thresh` (at least its most probable one)."
+    res, x = learn.cam_result(items, None, layer, method, topk=learn.dls.c)  # every label, one forward
+    probs = probabilities(learn.loss_func, res.logits).gather(1, res.targets)  # [n, c], most probable first
+    counts = (probs > learn.loss_func.thresh).sum(1).clamp_min(1).tolist()
+    k = max(counts)
+    titles = [[_title(learn, c, p) for c, p in zip(res.targets[i, :m].tolist(), probs[i, :m].tolist())] + [None] * (k - m)
+              for i, m in enumerate(counts)]
+    fig = show_cam_grid(learn.decode_batch_images(x), res.maps[:, :k], titles, show_image=show_image, **kwargs)
+    cols = k + int(show_image)
+    for i, m in enumerate(counts):
+        for j in range(m, k): fig.axes[i * cols + int(show_image) + j].set_visible(False)  # no label there
+    return fig
+
 
 # %% ../nbs/04_learner.ipynb #c88b1fc4
 @patch
