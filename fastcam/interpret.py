@@ -13,10 +13,10 @@ from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
 from .core import cam_method
 from .show import show_cam_grid
-import fastcam.learner  # noqa: F401  (adds learn.cam_batch, learn.decode_batch_images)
+from .learner import is_multi_label  # and learn.cam_batch, learn.decode_batch_images
 
 # %% auto #0
-__all__ = ['CAMInterpretation']
+__all__ = ['CAMInterpretation', 'MultiLabelCAMInterpretation']
 
 # %% ../nbs/06_interpret.ipynb #566f7868
 def _labels(yb: tuple) -> Tensor:
@@ -63,7 +63,9 @@ class CAMInterpretation(ClassificationInterpretation):
                      progress: bool = True, # show a progress bar
                      **kwargs # passed to the method's constructor
                     ) -> CAMInterpretation:
-        "Predictions, losses and maps of every item of `dl`, from one pass."
+        "Predictions, losses and maps of every item of `dl`, from one pass (a `MultiLabelCAMInterpretation` for multi-label)."
+        if is_multi_label(learn):
+            return MultiLabelCAMInterpretation.from_learner(learn, method, layer, dl, ds_idx, progress, **kwargs)
         dl = (learn.dls[ds_idx] if dl is None else dl).new(shuffle=False, drop_last=False)
         m = cam_method(learn.model, method, layer, **kwargs)
         act = act if act is not None else getcallable(learn.loss_func, 'activation')
@@ -151,3 +153,61 @@ def _plot_items(interp: CAMInterpretation, idxs: list, same_scale: bool, suptitl
     fig = show_cam_grid(images, maps, titles, suptitle=suptitle, **kwargs)
     for row, i in enumerate(idxs): fig.axes[3 * row].set_title(f"item {i}, loss {interp.losses[i]:.2f}")
     return fig
+
+# %% ../nbs/06_interpret.ipynb #2de7b0ab
+class MultiLabelCAMInterpretation(Interpretation):
+    "Interpretation of a multi-label learner over (item, label) pairs, with the map of every label of every item."
+    def __init__(self,
+                 learn: Learner,
+                 dl, # the `DataLoader` the maps were computed on
+                 losses: Tensor, # [n, c] the loss of each (item, label) pair
+                 act, # the activation that turned logits into `preds` (sigmoid)
+                 preds: Tensor, # [n, c] probabilities
+                 targs: Tensor, # [n, c] 1 where the label is present
+                 maps: Tensor, # [n, c, h, w] the map of every label, in label order
+                 method): # the method object that made the maps
+        Interpretation.__init__(self, learn, dl, losses, act)
+        self.vocab = learn.dls.vocab
+        self.preds, self.targs, self.maps, self.method = preds, targs.bool(), maps, method
+        self.predicted = preds > learn.loss_func.thresh  # [n, c]
+
+    @classmethod
+    def from_learner(cls, learn: Learner, method='auto', layer=None, dl=None, ds_idx: int = 1, progress: bool = True,
+                     **kwargs) -> MultiLabelCAMInterpretation:
+        "Probabilities, pair losses and the maps of every label of every item of `dl`, from one forward per batch."
+        dl = (learn.dls[ds_idx] if dl is None else dl).new(shuffle=False, drop_last=False)
+        m = cam_method(learn.model, method, layer, **kwargs)
+        logits, targs, losses, maps = [], [], [], []
+        with learn.loss_not_reduced():
+            for b in (progress_bar(dl, leave=False) if progress else dl):
+                xb, y = b[0], b[getattr(dl, 'n_inp', 1)]
+                res = m.compute(xb, topk=learn.dls.c)  # every label
+                by_label = torch.empty_like(res.maps).scatter_(1, res.targets[..., None, None].expand_as(res.maps),
+                                                               res.maps)  # [bs, c, h, w] in label order
+                with torch.no_grad(): loss = learn.loss_func(res.logits, y).view(len(xb), -1)
+                for kept, t in zip((logits, targs, losses, maps), (res.logits, y, loss, by_label)): kept.append(t.cpu())
+        act = getcallable(learn.loss_func, 'activation')
+        return cls(learn, dl, torch.cat(losses).as_subclass(Tensor), act, act(torch.cat(logits).as_subclass(Tensor)),
+                   torch.cat(targs).as_subclass(Tensor), torch.cat(maps), m)
+
+    def pair_kinds(self) -> Tensor:
+        "`[n, c]` strings are awkward in tensors: 0 true negative, 1 true positive, 2 false negative, 3 false positive."
+        return torch.where(self.targs, torch.where(self.predicted, 1, 2), torch.where(self.predicted, 3, 0))
+
+    def top_losses(self, k: int | None = None, largest: bool = True) -> tuple:
+        "`(losses, items, labels)` of the `k` (item, label) pairs with the largest (smallest) losses."
+        values, flat = self.losses.flatten().topk(self.losses.numel() if k is None else k, largest=largest)
+        return values, flat // self.losses.shape[1], flat % self.losses.shape[1]
+
+    def plot_top_losses(self, k: int = 9, largest: bool = True, **kwargs):
+        "The `k` (item, label) pairs with the largest (smallest) losses: image, and the map of that label."
+        _, items, labels = self.top_losses(k, largest)
+        images = self.learn.decode_batch_images(self.learn.cam_batch([self.dl.dataset[i][0] for i in items.tolist()]))
+        kinds = ['true negative', 'true positive', 'false negative', 'false positive']
+        kind = self.pair_kinds()
+        titles = [[f"{self.vocab[c]}: {kinds[kind[i, c]]}, p={self.preds[i, c]:.2f}"]
+                  for i, c in zip(items.tolist(), labels.tolist())]
+        maps = self.maps[items, labels][:, None]  # [k, 1, h, w]
+        return show_cam_grid(images, maps, titles, suptitle=f"{'largest' if largest else 'smallest'} pair losses",
+                             **kwargs)
+
