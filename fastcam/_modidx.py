@@ -322,6 +322,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'fastcam.metrics.perturbation_curve': ('metrics.html#perturbation_curve', 'fastcam/metrics.py'),
                                  'fastcam.metrics.plot_randomization': ('metrics.html#plot_randomization', 'fastcam/metrics.py'),
                                  'fastcam.metrics.pointing_game': ('metrics.html#pointing_game', 'fastcam/metrics.py'),
+                                 'fastcam.metrics.pointing_game_pairs': ('metrics.html#pointing_game_pairs', 'fastcam/metrics.py'),
                                  'fastcam.metrics.randomization_blocks': ('metrics.html#randomization_blocks', 'fastcam/metrics.py'),
                                  'fastcam.metrics.randomization_check': ('metrics.html#randomization_check', 'fastcam/metrics.py'),
                                  'fastcam.metrics.spearman': ('metrics.html#spearman', 'fastcam/metrics.py')},

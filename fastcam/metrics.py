@@ -25,9 +25,9 @@ from fastai.learner import Learner
 
 
 # %% auto #0
-__all__ = ['pointing_game', 'box_masks', 'energy_in_box', 'perturbation_baseline', 'perturbation_curve', 'deletion_auc',
-           'insertion_auc', 'spearman', 'randomization_blocks', 'randomization_check', 'plot_randomization',
-           'cam_report']
+__all__ = ['pointing_game', 'pointing_game_pairs', 'box_masks', 'energy_in_box', 'perturbation_baseline', 'perturbation_curve',
+           'deletion_auc', 'insertion_auc', 'spearman', 'randomization_blocks', 'randomization_check',
+           'plot_randomization', 'cam_report']
 
 # %% ../nbs/07_metrics.ipynb #83717f31
 def _image_size(img_size) -> tuple:
@@ -78,6 +78,22 @@ def pointing_game(maps: Tensor, # maps at layer resolution, [bs, h, w] or [bs, 1
     cx = (flat % w + 0.5) * (W / w)
     hits = (cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)  # [bs]
     return hits.float().mean().item() if reduce else hits
+
+# %% ../nbs/07_metrics.ipynb #bcf735ab
+def pointing_game_pairs(maps: Tensor, # maps of every label, [n, c, h, w]
+                        boxes, # boxes [n, c, 4] in image pixels, NaN where the label is absent
+                        img_size, # size of the images the boxes refer to: an int or (H, W)
+                        reduce: bool = True # the fraction of hits; False for a bool tensor [m] over the present pairs
+                       ) -> float | Tensor:
+    "The pointing game over the (item, label) pairs whose box is given: one hit or miss per present label."
+    boxes = torch.as_tensor(boxes, dtype=torch.float32, device=maps.device)
+    if maps.ndim != 4 or boxes.shape != (*maps.shape[:2], 4):
+        raise ValueError(f"pass maps [n, c, h, w] and boxes [n, c, 4] (NaN where a label is absent), got "
+                         f"{tuple(maps.shape)} and {tuple(boxes.shape)}")
+    present = ~boxes.isnan().any(-1)  # [n, c]
+    if not present.any(): raise ValueError("no box is given: every label is marked absent (NaN)")
+    return pointing_game(maps[present], boxes[present], img_size, reduce)
+
 
 # %% ../nbs/07_metrics.ipynb #d7f496c6
 def box_masks(boxes, # boxes (x0, y0, x1, y1) in image pixels, [bs, 4]
