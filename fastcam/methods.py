@@ -12,7 +12,8 @@ from fastprogress.fastprogress import progress_bar
 from .core import CAMMethod, METHODS, register_method, modules_after, layer_name, vit_reshape
 
 # %% auto #0
-__all__ = ['GradCAMPlusPlus', 'XGradCAM', 'HiResCAM', 'LayerCAM', 'EigenCAM', 'ScoreCAM', 'AblationCAM', 'all_methods']
+__all__ = ['GradCAMPlusPlus', 'XGradCAM', 'HiResCAM', 'LayerCAM', 'EigenCAM', 'score_live_channels', 'ScoreCAM', 'AblationCAM',
+           'all_methods']
 
 # %% ../nbs/02_methods.ipynb #4f9ef9b1
 class GradCAMPlusPlus(CAMMethod):
@@ -63,6 +64,20 @@ class EigenCAM(CAMMethod):
 register_method(EigenCAM, 'eigencam')
 
 # %% ../nbs/02_methods.ipynb #26f70139
+def score_live_channels(live: Tensor, # [m, 2] the (item, channel) pairs to score
+                        logits_for, # (items [b], channels [b]) -> logits [b, n] of those pairs, perturbed
+                        targets: Tensor, # [bs, k] the classes to score
+                        scores: Tensor, # [bs, k, C] filled in place at the pairs of `live`
+                        batch_size: int, # pairs per call of `logits_for`
+                        progress: bool = False # show a progress bar over the calls
+                       ) -> Tensor:
+    "The loop Score-CAM and Ablation-CAM share: `scores[item, :, channel]` from `logits_for`, `batch_size` pairs a call."
+    starts = range(0, len(live), batch_size)
+    for start in (progress_bar(starts) if progress else starts):
+        item, channel = live[start:start + batch_size].unbind(1)
+        scores[item, :, channel] = logits_for(item, channel).float().gather(1, targets[item])  # [b, k]
+    return scores
+
 class ScoreCAM(CAMMethod):
     "Score-CAM (Wang et al., 2020, https://arxiv.org/abs/1910.01279): channels weighted by the scores of masked inputs."
     needs_grad = False
@@ -99,13 +114,10 @@ class ScoreCAM(CAMMethod):
             scores[:] = self.model(torch.zeros_like(x[:1])).float()[0, targets][..., None]
         channels_last = x.device.type == 'cpu' if self.channels_last is None else self.channels_last
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        starts = range(0, len(live), self.batch_size)
-        for start in (progress_bar(starts) if self.progress else starts):
-            item, channel = live[start:start + self.batch_size].unbind(1)
+        def masked_logits(item, channel):
             masked = x[item] * self.masks(A[item, channel], x.shape[-2:]).to(x.dtype)  # [m, c, H, W]
-            logits = self.model(masked.contiguous(memory_format=layout)).float()  # [m, n]
-            scores[item, :, channel] = logits.gather(1, targets[item])  # [m, k]
-        return scores
+            return self.model(masked.contiguous(memory_format=layout))  # [m, n]
+        return score_live_channels(live, masked_logits, targets, scores, self.batch_size, self.progress)
 
     def layer_map(self, A, G, targets, logits, x):
         weights = self.channel_scores(A, x, targets).softmax(-1)  # [bs, k, C]
@@ -155,14 +167,12 @@ class AblationCAM(CAMMethod):
         bs, C = A.shape[:2]
         scores = logits.gather(1, targets)[..., None].repeat(1, 1, C)  # [bs, k, C]; a zero channel: nothing changes
         live = A.flatten(2).ne(0).any(-1).nonzero()  # [m, 2] (item, channel)
-        starts = range(0, len(live), self.batch_size)
-        for start in (progress_bar(starts) if self.progress else starts):
-            item, channel = live[start:start + self.batch_size].unbind(1)
+        def ablated_logits(item, channel):
             out = A[item]  # [m, C, h, w], a copy
             out[torch.arange(len(item)), channel] = 0
             for module in tail: out = module(out)
-            scores[item, :, channel] = out.float().gather(1, targets[item])  # [m, k]
-        return scores
+            return out
+        return score_live_channels(live, ablated_logits, targets, scores, self.batch_size, self.progress)
 
     def layer_map(self, A, G, targets, logits, x):
         score = logits.gather(1, targets)[..., None]  # [bs, k, 1]
