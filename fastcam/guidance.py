@@ -74,19 +74,22 @@ def energy_loss(maps: Tensor, # positive maps [n, h, w]
     share = F.adaptive_avg_pool2d(masks[:, None].to(maps.dtype), maps.shape[-2:])[:, 0]  # [n, h, w]: object per cell
     return (1 - (maps * share).sum((-2, -1)) / maps.sum((-2, -1)).clamp_min(1e-6)).mean()
 
-# %% ../nbs/12_guidance.ipynb #5c50c9d3
+# %% ../nbs/12_guidance.ipynb #6bea4aea
 _LOSSES = ('counterfactual', 'energy', 'rrr')
 
 @contextmanager
-def _running_stats_kept(model: nn.Module):
+def _running_stats_kept(model: nn.Module,
+                        single: bool = False): # a batch of one item: it has no batch statistics, use the running ones
     "BatchNorm layers normalize with batch statistics as in training, but their running statistics stay as they are."
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m, m.momentum, m.num_batches_tracked.clone()) for m in norms]
-    for m in norms: m.momentum = 0.  # running = (1 - 0) * running + 0 * batch: unchanged, exactly
+    saved = [(m, m.momentum, m.num_batches_tracked.clone(), m.training) for m in norms]
+    for m in norms:
+        m.momentum = 0.  # running = (1 - 0) * running + 0 * batch: unchanged, exactly
+        if single: m.training = False
     try: yield
     finally:
-        for m, momentum, count in saved:
-            m.momentum = momentum
+        for m, momentum, count, training in saved:
+            m.momentum, m.training = momentum, training
             m.num_batches_tracked.copy_(count)
 
 def _annotated(annotation: Tensor) -> Tensor:
@@ -180,7 +183,7 @@ class CAMGuidance(Callback):
         has, x, y = self._has, self.learn.xb[0], self.learn.yb[0][self._has]
         masks = _masks(self._annotation[has], tuple(x.shape[-2:]))  # [n, H, W]
         if self.loss == 'counterfactual':
-            with _running_stats_kept(self.learn.model):
+            with _running_stats_kept(self.learn.model, single=len(y) == 1):
                 pred = self.learn.model(erase_outside(x[has].as_subclass(Tensor), masks, self.fill))
             guidance = self.learn.loss_func(pred, y)
         elif self.loss == 'energy':
