@@ -9,3 +9,5 @@ from .interpret import *
 from .metrics import *
 from .data import *
 from .store import *
+from .cluster import *
+from .guidance import *
