@@ -74,22 +74,19 @@ def energy_loss(maps: Tensor, # positive maps [n, h, w]
     share = F.adaptive_avg_pool2d(masks[:, None].to(maps.dtype), maps.shape[-2:])[:, 0]  # [n, h, w]: object per cell
     return (1 - (maps * share).sum((-2, -1)) / maps.sum((-2, -1)).clamp_min(1e-6)).mean()
 
-# %% ../nbs/12_guidance.ipynb #6bea4aea
+# %% ../nbs/12_guidance.ipynb #5c50c9d3
 _LOSSES = ('counterfactual', 'energy', 'rrr')
 
 @contextmanager
-def _running_stats_kept(model: nn.Module,
-                        single: bool = False): # a batch of one item: it has no batch statistics, use the running ones
+def _running_stats_kept(model: nn.Module):
     "BatchNorm layers normalize with batch statistics as in training, but their running statistics stay as they are."
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m, m.momentum, m.num_batches_tracked.clone(), m.training) for m in norms]
-    for m in norms:
-        m.momentum = 0.  # running = (1 - 0) * running + 0 * batch: unchanged, exactly
-        if single: m.training = False
+    saved = [(m, m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms: m.momentum = 0.  # running = (1 - 0) * running + 0 * batch: unchanged, exactly
     try: yield
     finally:
-        for m, momentum, count, training in saved:
-            m.momentum, m.training = momentum, training
+        for m, momentum, count in saved:
+            m.momentum = momentum
             m.num_batches_tracked.copy_(count)
 
 def _annotated(annotation: Tensor) -> Tensor:
@@ -168,6 +165,9 @@ class CAMGuidance(Callback):
         if not self.training: return
         has = _annotated(annotation)
         if not has.any(): return  # nothing to guide: the step is the plain one, bit for bit
+        # one erased picture has no batch statistics (BatchNorm1d refuses it in training mode), and normalizing it with
+        # the running ones instead made a fit with 10% boxes collapse (24.8% clean accuracy against 77% without it)
+        if self.loss == 'counterfactual' and has.sum() < 2: return
         self._has, self._annotation = has, annotation
         if self.loss == 'energy': self._handle = self._layer.register_forward_hook(self._keep)
         elif self.loss == 'rrr': self.learn.xb = (self.learn.xb[0].detach().requires_grad_(), *self.learn.xb[1:])
@@ -183,7 +183,7 @@ class CAMGuidance(Callback):
         has, x, y = self._has, self.learn.xb[0], self.learn.yb[0][self._has]
         masks = _masks(self._annotation[has], tuple(x.shape[-2:]))  # [n, H, W]
         if self.loss == 'counterfactual':
-            with _running_stats_kept(self.learn.model, single=len(y) == 1):
+            with _running_stats_kept(self.learn.model):
                 pred = self.learn.model(erase_outside(x[has].as_subclass(Tensor), masks, self.fill))
             guidance = self.learn.loss_func(pred, y)
         elif self.loss == 'energy':
