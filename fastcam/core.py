@@ -202,7 +202,7 @@ def default_layer(model: nn.Module, # the model to explain
                  ) -> tuple:
     "`(layer, reshape)`: where a map of `model` comes from when no layer is given (see the table above)."
     if is_body_head(model): return model[0], None
-    if type(model).__name__ == 'DynamicUnet': return model[0], None  # fastai's U-Net: the encoder (see the table)
+    if type(model).__name__ == 'DynamicUnet': return model[4], None  # fastai's U-Net: its first decoder block
     family, kind = _family_of(model)
     if kind == 'tokens': return _vit_spec(family)[0], _token_reshape(family, x)
     if kind == 'nhwc':
