@@ -15,7 +15,8 @@ matplotlib.use('Agg')
 import torch
 from fastai.vision.all import set_seed
 from fastcam.callback import CAMCallback, _grid_png
-from fastcam.data import make_digits, digits_dls, cam_learner
+from fastcam.data import make_digits, digits_dls
+from fastcam.learner import cam_learner
 from results import record
 
 class TimedCAMCallback(CAMCallback):

@@ -21,7 +21,8 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from fastai.torch_core import set_seed
-    from fastcam.data import make_digits, digits_dls, cam_learner
+    from fastcam.data import make_digits, digits_dls
+    from fastcam.learner import cam_learner
     from fastcam.cluster import cluster_maps
     import fastcam.learner  # noqa: F401  (adds learn.cam_dl)
     with tempfile.TemporaryDirectory() as tmp:

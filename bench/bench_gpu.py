@@ -61,7 +61,8 @@ def bench_callback(epochs: int) -> tuple:
     "Seconds of `fit(epochs)` on the digits task on the GPU, without and with `CAMCallback(items=16)`."
     from fastai.torch_core import set_seed
     from fastcam.callback import CAMCallback
-    from fastcam.data import make_digits, digits_dls, cam_learner
+    from fastcam.data import make_digits, digits_dls
+    from fastcam.learner import cam_learner
     tmp = Path(tempfile.mkdtemp())
     make_digits(tmp/'data', n_train=3000, n_valid=600)
     seconds = []

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from fastai.callback.core import Callback
 from fastai.vision.all import set_seed
-from fastcam.data import make_digits, cam_learner
+from fastcam.data import make_digits
+from fastcam.learner import cam_learner
 from fastcam.guidance import CAMGuidance, guided_dls
 from results import record
 

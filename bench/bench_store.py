@@ -66,7 +66,8 @@ def peak_memory(n: int, out: Path, writer: str = 'store') -> dict:
 def throughput(n_valid: int, repeats: int) -> dict:
     "Items per second of inference, `learn.cam_dl` and `store_maps` on the digits validation set."
     from fastai.torch_core import set_seed
-    from fastcam.data import make_digits, digits_dls, cam_learner
+    from fastcam.data import make_digits, digits_dls
+    from fastcam.learner import cam_learner
     from fastcam.store import store_maps
     tmp = Path(tempfile.mkdtemp())
     make_digits(tmp/'data', n_train=100, n_valid=n_valid)

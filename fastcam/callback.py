@@ -15,9 +15,9 @@ from PIL import Image, ImageDraw, ImageFont
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import rank_distrib
-from .core import CAMResult, cam_method, check_int, keep_rng_state, probabilities, unwrap_model
+from .core import CAMResult, cam_method, check_int, probabilities, unwrap_model
 from .show import normalize_maps, show_cam_grid, upsample_maps
-import fastcam.learner  # noqa: F401  (adds learn.cam_batch, learn.class_index, learn.decode_batch_images)
+from .learner import keep_rng_state  # and adds learn.cam_batch, learn.class_index, learn.decode_batch_images
 
 # %% auto #0
 __all__ = ['CAMCallback']

@@ -15,7 +15,8 @@ from fastai.data.transforms import get_image_files
 from fastai.learner import load_learner
 from fastai.torch_core import set_seed
 import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
-from .data import make_digits, digits_dls, digits_boxes, cam_learner
+from .data import make_digits, digits_dls, digits_boxes
+from .learner import cam_learner
 from .metrics import pointing_game
 from .show import show_cam_grid
 from .store import MapStore, store_maps

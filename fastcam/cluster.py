@@ -14,9 +14,9 @@ from sklearn.cluster import KMeans
 from sklearn.neighbors import kneighbors_graph
 from torch import Tensor
 from fastcore.basics import patch
-from .core import CAMResult, check_int, keep_rng_state
+from .core import CAMResult, check_int
 from .interpret import CAMInterpretation
-import fastcam.learner  # noqa: F401  (adds learn.class_index, learn.cam_batch)
+from .learner import keep_rng_state  # and adds learn.class_index, learn.cam_batch
 from .metrics import box_masks, energy_in_box
 from .show import show_cam, upsample_maps
 from .store import MapStore

@@ -6,10 +6,7 @@
 from __future__ import annotations
 import difflib
 import math
-import random
-from contextlib import contextmanager
 from dataclasses import dataclass
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -19,7 +16,7 @@ __all__ = ['METHODS', 'is_body_head', 'layer_name', 'unwrap_model', 'find_layer'
            'inside_attention', 'last_feature_layer', 'layer_reshape', 'default_layer', 'resolve_targets',
            'RegionTarget', 'has_hooks', 'class_gradients', 'CAMResult', 'model_device', 'check_batch', 'check_int',
            'probabilities', 'fuse_maps', 'CAMMethod', 'NotCAMReadyError', 'fold_head', 'modules_after', 'CAM',
-           'GradCAM', 'register_method', 'cam_method', 'method_label', 'keep_rng_state']
+           'GradCAM', 'register_method', 'cam_method', 'method_label']
 
 # %% ../nbs/01_core.ipynb #0a69d4a4
 def is_body_head(model: nn.Module) -> bool:
@@ -755,16 +752,3 @@ def method_label(method) -> str:
     if isinstance(method, str): return method
     return getattr(method, '__name__', type(method).__name__)
 
-
-# %% ../nbs/01_core.ipynb #f73b33d3
-@contextmanager
-def keep_rng_state():
-    "Restore the states of Python's, NumPy's and torch's random generators (CPU, and CUDA if initialized) on exit."
-    py, np_state, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    try: yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(np_state)
-        torch.set_rng_state(cpu)
-        if cuda is not None: torch.cuda.set_rng_state_all(cuda)

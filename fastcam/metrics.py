@@ -14,11 +14,11 @@ from torch import nn, Tensor
 from torchvision.transforms.functional import gaussian_blur
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
-from .core import (cam_method, check_batch, check_int, is_body_head, keep_rng_state, layer_name, method_label,
+from .core import (cam_method, check_batch, check_int, is_body_head, layer_name, method_label,
                           resolve_targets)
 from .show import upsample_maps
 from .methods import all_methods
-import fastcam.learner  # noqa: F401  (adds learn.cam_batch, used by randomization_check)
+from .learner import keep_rng_state  # and adds learn.cam_batch, used by randomization_check
 from fastcore.basics import patch
 from fastcore.meta import delegates
 from fastai.learner import Learner

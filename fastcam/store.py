@@ -15,8 +15,8 @@ from torch import nn, Tensor
 from fastai.data.transforms import ColReader
 from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
-from .core import CAMResult, cam_method, keep_rng_state, unwrap_model
-import fastcam.learner  # noqa: F401  (adds learn.class_index)
+from .core import CAMResult, cam_method, unwrap_model
+from .learner import keep_rng_state  # and adds learn.class_index
 
 # %% auto #0
 __all__ = ['StoredMaps', 'model_fingerprint', 'item_names', 'store_maps', 'MapStore']

@@ -9,7 +9,8 @@ matplotlib.use('Agg')
 from fastai.vision.all import set_seed
 import fastai.callback.schedule  # noqa: F401  (fit_one_cycle)
 from fastcam.callback import CAMCallback
-from fastcam.data import make_digits, digits_dls, cam_learner
+from fastcam.data import make_digits, digits_dls
+from fastcam.learner import cam_learner
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
@@ -26,7 +27,8 @@ WORKER = textwrap.dedent('''
     from torch.nn.parallel import DistributedDataParallel
     from fastai.vision.all import set_seed, Callback
     from fastcam.callback import CAMCallback
-    from fastcam.data import digits_dls, cam_learner
+    from fastcam.data import digits_dls
+    from fastcam.learner import cam_learner
 
     class DDPWrapper(Callback):
         "Wrap the model in DistributedDataParallel for the fit, as fastai's DistributedTrainer does (order 11)."

@@ -23,7 +23,8 @@ def check_targets(path, f):
 
 def check_report(path, f):
     from fastcam.methods import all_methods
-    from fastcam.data import digits_dls, cam_learner
+    from fastcam.data import digits_dls
+    from fastcam.learner import cam_learner
     report = f['report']
     print(report.round(3).to_string())
     learn = cam_learner(digits_dls(path/'data'))
@@ -49,7 +50,8 @@ def test_console_script_is_installed():
     assert 'demo' in out.stdout and 'show' in out.stdout
 
 def check_show_with_an_exported_learner(path):
-    from fastcam.data import digits_dls, cam_learner
+    from fastcam.data import digits_dls
+    from fastcam.learner import cam_learner
     import torch
     learn = cam_learner(digits_dls(path/'data'))
     learn.model.load_state_dict(torch.load(path/'demo_model.pth'))

@@ -9,7 +9,8 @@ import pytest
 import torch
 matplotlib.use('Agg')
 from fastai.vision.all import set_seed
-from fastcam.data import make_digits, digits_dls, cam_learner
+from fastcam.data import make_digits, digits_dls
+from fastcam.learner import cam_learner
 from fastcam.store import store_maps, MapStore
 
 N_VALID, BS = 37, 8  # 4 full batches and one of 5: not a multiple of world size x batch size

@@ -161,7 +161,7 @@ def test_vit_learner_no_longer_maps_attention_internals(dls):
 def test_wrapped_models_give_the_plain_maps(dls, tmp_path):
     import fastcam.learner  # noqa: F401
     from fastai.vision.all import Learner
-    from fastcam.data import cam_learner
+    from fastcam.learner import cam_learner
     from fastcam.interpret import CAMInterpretation
     from fastcam.callback import CAMCallback
     torch.manual_seed(0)
