@@ -252,7 +252,8 @@ def _add_normalize(dls: DataLoaders, stats, n_in: int):
 def _timm_cam_model(arch: str, n_out: int, pretrained: bool, n_in: int, ps: float, **kwargs):
     "timm's `arch` without its classifier and with a head CAM can fold; and the mean and std of its weights."
     try: import timm
-    except ModuleNotFoundError: raise ModuleNotFoundError(f"the timm name {arch!r} needs timm: pip install timm") from None
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(f"the timm name {arch!r} needs timm: pip install timm") from None
     model = timm.create_model(arch, pretrained=pretrained, num_classes=0, in_chans=n_in, **kwargs)
     if getattr(model, 'output_fmt', 'NCHW') != 'NCHW':
         raise ValueError(f"timm's {arch!r} gives channels-last features, which a pooled head cannot take; build it "
@@ -267,18 +268,18 @@ def _timm_cam_model(arch: str, n_out: int, pretrained: bool, n_in: int, ps: floa
 @delegates(Learner, but=['dls', 'model', 'metrics', 'splitter'])
 def cam_learner(dls: DataLoaders, # data with `dls.c` classes (or pass `n_out`)
                 arch: Callable | str = resnet18, # a torchvision-style model function, or a timm model name
-                cut: int | Callable | None = None, # where to cut a model function's children; None: `-4` for a resnet (up to `layer2`), else the whole body
-                pretrained: bool = False, # load pretrained weights (downloaded unless cached) and normalize with their statistics
+                cut: int | Callable | None = None, # where to cut a model function; None: -4 for a resnet (to `layer2`), else all
+                pretrained: bool = False, # load pretrained weights (downloaded unless cached), normalize with their stats
                 weights=None, # torchvision weights to load, as in `vision_learner`
                 normalize: bool = True, # add a `Normalize` with the weights' statistics when `pretrained`
                 n_in: int = 3, # channels of the input pictures
                 n_out: int | None = None, # outputs of the model; None: `dls.c`
                 ps: float = 0.5, # dropout before the last linear layer (fastai's default); the demo uses 0.1
                 metrics=None, # passed to `Learner`; None: `accuracy`, or `accuracy_multi` when the loss is multi-label
-                splitter: Callable | None = None, # parameter groups; None: body and head, so `pretrained` freezes the body
+                splitter: Callable | None = None, # parameter groups; None: body, head (`pretrained` freezes the body)
                 **kwargs # arguments of `Learner` (`loss_func`, `cbs`, `path`, ...); the rest go to `timm.create_model`
                ) -> Learner:
-    "A `Learner` like `vision_learner`'s, with `arch` cut at `cut` and a head CAM folds exactly: average pool, BatchNorm, Dropout, Linear."
+    "A `Learner` like `vision_learner`'s, `arch` cut at `cut`, with a head CAM folds exactly (pool, BatchNorm, Dropout, Linear)."
     n_out = ifnone(n_out, get_c(dls))
     if not n_out:
         raise ValueError(f"cannot tell the number of classes: `dls.c` is {getattr(dls, 'c', None)!r}; pass `n_out=` "
