@@ -68,8 +68,8 @@ def _demo_figure(learn, result_cam, result_grad, boxes, idxs, fname):
 # %% ../nbs/09_cli.ipynb #30b017e4
 def run_demo(path=None, # where the data and the trained weights are kept; ~/.cache/fastcam/demo if None
              out='fastcam_demo.png', # the picture to write
-             epochs: int = 6, # training epochs
-             lr: float = 5e-3, # peak learning rate of the one-cycle schedule
+             epochs: int = 4, # training epochs
+             lr: float = 1e-2, # peak learning rate of the one-cycle schedule
              bs: int = 64, # batch size
              n_train: int = 3000, # training pictures
              n_valid: int = 600, # validation pictures
