@@ -287,9 +287,10 @@ def cam_learner(dls: DataLoaders, # data with `dls.c` classes (or pass `n_out`)
     learner_args = {k: v for k, v in kwargs.items() if k in _LEARNER_ARGS}
     model_args = {k: v for k, v in kwargs.items() if k not in _LEARNER_ARGS}
     if isinstance(arch, str):
-        if cut is not None:
-            raise ValueError(f"cut={cut!r} applies to a model function; timm's {arch!r} is used up to its last "
-                             f"features: leave `cut` out, or pass a torchvision function such as resnet18")
+        if cut is not None or weights is not None:
+            what = f"cut={cut!r}" if cut is not None else "weights="
+            raise ValueError(f"{what} applies to a torchvision model function; timm's {arch!r} is used up to its last "
+                             f"features, with timm's weights: leave it out (timm takes e.g. pretrained_cfg_overlay=)")
         model, stats = _timm_cam_model(arch, n_out, pretrained, n_in, ps, **model_args)
     else:
         if model_args:
