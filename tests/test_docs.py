@@ -13,7 +13,7 @@ for module in ['mkdocs', 'material', 'mkdocs_jupyter', 'mkdocstrings_handlers.py
 from tools.docs import NBS, clean_notebook, fix_links, notebooks, modules, with_outputs
 from tools.notebooks import cell_text
 
-TUTORIAL = 'tutorials/quickstart.ipynb'  # the tutorial page whose figures the tests look at
+TUTORIAL = 'tutorials/callback.ipynb'  # the tutorial page whose figures the tests look at (its training is short)
 
 def _executed(rel: str) -> bool:
     "Whether tools/execute.py has left a copy of `nbs/rel` with outputs that matches the notebook."
@@ -24,16 +24,21 @@ def _executed(rel: str) -> bool:
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
     "The site, built after running the tutorial (if its executed copy is missing or stale), so that it shows outputs."
-    out = tmp_path_factory.mktemp('site')
+    run_id = os.environ.get('PYTEST_XDIST_TESTRUNUID')  # the same in every worker of one pytest run
+    # one build per run: the second xdist worker reuses the first one's site instead of building it again (a minute)
+    out = ROOT/'_proc'/f'site-{run_id}' if run_id else tmp_path_factory.mktemp('site')
     env = {**os.environ, 'NO_MKDOCS_2_WARNING': '1'}
     command = [sys.executable, '-m', 'mkdocs', 'build', '--strict', '-f', str(ROOT/'mkdocs.yml'), '-d', str(out)]
     (ROOT/'_proc').mkdir(exist_ok=True)
     with FileLock(ROOT/'_proc'/'mkdocs.lock'):  # the build stages the notebooks in _proc/: one build at a time
+        if (out/'.built').exists(): return out
+        for old in (ROOT/'_proc').glob('site-*'): shutil.rmtree(old, ignore_errors=True)  # earlier runs' sites
         if not _executed(TUTORIAL):  # trains the tutorial's model: a minute on a CPU
             subprocess.run([sys.executable, str(ROOT/'tools'/'execute.py'), TUTORIAL], cwd=ROOT, check=True,
                            capture_output=True, text=True, env={**env, 'MPLBACKEND': 'Agg'})
         run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
-    assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout}\n{run.stderr}"
+        assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout}\n{run.stderr}"
+        (out/'.built').touch()
     return out
 
 def _page(site, rel: str) -> Path:
