@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Callable
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from fastcore.basics import ifnone, patch, risinstance, store_attr
 from fastcore.meta import delegates
 from fastai.data.core import DataLoaders
@@ -18,8 +18,7 @@ from fastai.data.transforms import Normalize, get_c
 from fastai.learner import Learner
 from fastai.losses import BCEWithLogitsLossFlat
 from fastai.metrics import accuracy, accuracy_multi
-from fastai.torch_core import apply_init
-from fastai.vision.learner import TimmBody, create_head, create_vision_model, default_split, model_meta
+from fastai.vision.learner import TimmBody, add_head, create_vision_model, default_split, model_meta
 from fastai.vision.core import PILImage, TensorImage
 from fastprogress.fastprogress import progress_bar
 from torchvision.models import resnet18
@@ -259,9 +258,8 @@ def _timm_cam_model(arch: str, n_out: int, pretrained: bool, n_in: int, ps: floa
         raise ValueError(f"timm's {arch!r} gives channels-last features, which a pooled head cannot take; build it "
                          f"with vision_learner or your own model: fastcam maps it at its final `norm` (Grad-CAM)")
     body = TimmBody(model, pretrained, None, n_in)
-    head = create_head(model.num_features, n_out, concat_pool=False, pool=body.needs_pool, lin_ftrs=[], ps=ps)
-    apply_init(head, nn.init.kaiming_normal_)
-    return nn.Sequential(body, head), (model.pretrained_cfg['mean'], model.pretrained_cfg['std'])
+    cam_model = add_head(body, model.num_features, n_out, concat_pool=False, pool=body.needs_pool, lin_ftrs=[], ps=ps)
+    return cam_model, (model.pretrained_cfg['mean'], model.pretrained_cfg['std'])
 
 
 # %% ../nbs/04_learner.ipynb #df80c774
