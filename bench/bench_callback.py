@@ -5,7 +5,7 @@
 Makes the digits task with `make_digits` (cached in --path), then fits `cam_learner(digits_dls(path))` with
 `fit_one_cycle(epochs, 1e-2)` with and without the callback, seeded alike, in interleaved order (plain, watched,
 then watched, plain, ...). Prints the fit times, the time spent inside the callback's events, the overhead ratio
-(target < 3%, DESIGN.md section 5) and where the callback's time goes: the maps (one forward of the items) or the
+(target < 3%, ARCHITECTURE.md section 5) and where the callback's time goes: the maps (one forward of the items) or the
 picture. Also checks that both fits end with the same losses, bit for bit. Records the figures in bench/results.md (see
 bench/results.py)."""
 import argparse, statistics, tempfile, time

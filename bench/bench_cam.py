@@ -2,14 +2,14 @@
 
     python bench/bench_cam.py [--repeats 5] [--batch 8] [--size 224] [--threads 2]
 
-Prints, and records in bench/results.md (see bench/results.py), a table of median times and the ratios that DESIGN.md
+Prints, and records in bench/results.md (see bench/results.py), a table of median times and the ratios that ARCHITECTURE.md
 and issue 4 target:
 Grad-CAM / (forward + autograd.grad to the layer) <= 1.10, CAM / forward <= 1.05, top-5 / top-1 <= 1.2,
 and peak memory of Grad-CAM at layer4 / one inference forward (batch 16, each in its own process) <= 1.1."""
 import argparse, json, platform, resource, statistics, subprocess, sys, time
 import torch
 from torchvision.models import resnet50
-from fastcam.core import CAM, GradCAM
+from fastcam.methods import CAM, GradCAM
 from results import record
 
 def _rss_kib() -> int:

@@ -38,22 +38,24 @@ def _peak_mib(f) -> float:
 
 def bench_model(name: str, model: torch.nn.Module, layer: str, batch: int, repeats: int, reshape=None) -> list:
     "Rows (model, contender, images/s, x inference time, peak MiB, x inference peak) for one model."
-    from fastcam.core import GradCAM
+    from fastcam.methods import GradCAM
     model = model.cuda().eval().to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, 224, 224, device='cuda').to(memory_format=torch.channels_last)
     gradcam = GradCAM(model, layer, reshape=reshape)
     def inference():
-        with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16): model(x)
+        with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16):
+            model(x)
     def maps(k):
         def run():
-            with torch.autocast('cuda', dtype=torch.bfloat16): gradcam.compute(x, topk=k)
+            with torch.autocast('cuda', dtype=torch.bfloat16):
+                gradcam.compute(x, topk=k)
         return run
     fns = {'inference forward (no_grad)': inference, 'Grad-CAM top-1': maps(1), 'Grad-CAM top-5': maps(5)}
     seconds = _median_seconds(fns, repeats)
     peaks = {k: _peak_mib(f) for k, f in fns.items()}
     base_s, base_m = seconds['inference forward (no_grad)'], peaks['inference forward (no_grad)']
     rows = [(name, k, batch / s, s / base_s, peaks[k], peaks[k] / base_m) for k, s in seconds.items()]
-    del model, x
+    model = x = gradcam = None  # free the GPU memory before the next model (the closures above are done)
     torch.cuda.empty_cache()
     return rows
 
@@ -87,7 +89,7 @@ def main():
         print("bench_gpu: no CUDA device here, so it was not run (it needs a GPU; nothing to measure on a CPU)")
         return 0
     from torchvision.models import resnet50, vit_b_16
-    from fastcam.core import vit_reshape
+    from fastcam.layers import vit_reshape
     torch.manual_seed(0)
     rows = bench_model('resnet50', resnet50(), 'layer4', a.batch, a.repeats)
     rows += bench_model('ViT-B/16', vit_b_16(), 'encoder.layers.encoder_layer_11.ln_1', a.batch, a.repeats,

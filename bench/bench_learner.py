@@ -24,7 +24,7 @@ def main():
     from fastcam.data import make_digits, digits_dls, digits_boxes
     from fastcam.learner import cam_learner
     from fastcam.metrics import pointing_game
-    from fastcam.core import GradCAM
+    from fastcam.methods import GradCAM
     builders = {
         "vision_learner(dls, resnet18) (fastai's head)": lambda dls: vision_learner(dls, resnet18, pretrained=False),
         'vision_learner(..., concat_pool=False, lin_ftrs=[])':

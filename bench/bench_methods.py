@@ -20,7 +20,7 @@ for var in ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS']: os.en
 import argparse, contextlib, io, platform, statistics, subprocess, sys, time
 import torch
 from torchvision import models
-from fastcam.core import GradCAM
+from fastcam.methods import GradCAM
 from fastcam.methods import GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM
 
 torch.set_num_threads(2)
@@ -203,12 +203,12 @@ def report(rows, peaks, mem_setup, seconds):
          ratio(peaks.get('fastcam Grad-CAM top-5', float('nan')), peaks['inference']), 1.1, '<='),
         (">= 2x faster than pytorch-grad-cam, 1 class (gradient methods)",
          least(ratio(r['pgc_one'], r['one']) for r in grad_rows), 2, '>='),
-        (">= 2x faster than pytorch-grad-cam, 5 classes (gradient methods and Eigen-CAM; DESIGN asks 5x)",
+        (">= 2x faster than pytorch-grad-cam, 5 classes (gradient methods and Eigen-CAM; ARCHITECTURE.md asks 5x)",
          least(ratio(r['pgc_five'], r['five']) for r in grad_rows + free_rows), 2, '>='),
         ("Score-CAM <= 1.1x its masked-forward floor", worst(ratio(r['one'], r['floor']) for r in score), 1.1, '<='),
         ("Score-CAM >= 3x faster than pytorch-grad-cam at equal maps (5 classes)",
          least(ratio(r['pgc_five'], r['five']) for r in score), 3, '>='),
-        ("Score-CAM vs pytorch-grad-cam, 1 class (DESIGN asks 1.5x)",
+        ("Score-CAM vs pytorch-grad-cam, 1 class (ARCHITECTURE.md asks 1.5x)",
          least(ratio(r['pgc_one'], r['one']) for r in score), 1.5, '>='),
     ]
     print("\n### Targets\n")
@@ -238,7 +238,7 @@ START_LOAD = ', '.join(f"{v:.1f}" for v in os.getloadavg())
 def bench_vit(repeats: int, bs: int = 8, size: int = 224):
     "Grad-CAM on a timm ViT's tokens with no arguments against inference, its floor and pytorch-grad-cam's reshape."
     import timm
-    from fastcam.core import default_layer
+    from fastcam.layers import default_layer
     torch.manual_seed(0)
     model = timm.create_model('vit_small_patch16_224', pretrained=False, num_classes=1000).eval()
     x = torch.randn(bs, 3, size, size)

@@ -24,7 +24,7 @@ def memory_child(n: int, out: Path, writer: str):
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
     from fastai.learner import Learner
-    from fastcam.core import cam_method
+    from fastcam.methods import cam_method
     from fastcam.store import store_maps
 
     class Noise:

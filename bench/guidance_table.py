@@ -1,4 +1,4 @@
-"""The table of guidance losses on the shortcut task (nbs/12_guidance.ipynb cites it): one seeded `fit_one_cycle` per row.
+"""The table of guidance losses on the shortcut task (nbs/13_guidance.ipynb cites it): one seeded `fit_one_cycle` per row.
 
     python bench/guidance_table.py [--rows ROW ...] [--n-train 2000] [--n-valid 400] [--epochs 5] [--threads 2]
         [--seed 42]

@@ -8,7 +8,7 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['Hook', 'HookBwd', 'Hooks', 'hooks']
+__all__ = ['Hook', 'HookBwd', 'CallHook', 'Hooks', 'hooks']
 
 # %% ../nbs/00_hook.ipynb #25011ed9
 def _detached(output):
@@ -87,16 +87,31 @@ class HookBwd(_BaseHook):
                 "enabled (not under `torch.no_grad()`), then call `.backward()` or `torch.autograd.grad` "
                 "before leaving the block")
 
+# %% ../nbs/00_hook.ipynb #02c2f2d8
+class CallHook(_BaseHook):
+    "Call `fn(module, inputs, output)` after each forward of `module`; a result other than None replaces the output."
+    def __init__(self,
+                 module: nn.Module, # the layer to watch
+                 fn): # called as fn(module, inputs, output)
+        self.fn = fn
+        super().__init__(module)
+
+    def hook_func(self, module, inputs, output): return self.fn(module, inputs, output)
+
+    def _missing(self): return "a CallHook stores nothing: its function keeps what it needs"
+
 # %% ../nbs/00_hook.ipynb #4a693b24
 class Hooks:
-    "Hooks on several `modules` at once (a `Hook` each, or a `HookBwd` each with `backward=True`), removed together."
+    "Hooks on several `modules` at once (a `Hook`, a `HookBwd` with `backward=True`, a `CallHook` with `fn`), removed together."
     def __init__(self,
                  modules, # layers to watch, in the order their results are wanted
-                 backward: bool = False): # keep gradients instead of activations
-        cls = HookBwd if backward else Hook
+                 backward: bool = False, # keep gradients instead of activations
+                 fn=None): # instead: call `fn(module, inputs, output)` after each forward (see `CallHook`)
+        if fn is not None and backward: raise ValueError("pass either backward=True or fn, not both")
+        make = (lambda m: CallHook(m, fn)) if fn is not None else HookBwd if backward else Hook
         self.hooks = []
         try:
-            for m in modules: self.hooks.append(cls(m))
+            for m in modules: self.hooks.append(make(m))
         except Exception:
             self.remove()
             raise
@@ -122,7 +137,8 @@ class Hooks:
 
 # %% ../nbs/00_hook.ipynb #d616196d
 def hooks(modules, # layers to watch
-          backward: bool = False # keep gradients instead of activations
+          backward: bool = False, # keep gradients instead of activations
+          fn=None # instead: call `fn(module, inputs, output)` after each forward (see `CallHook`)
          ) -> Hooks:
     "Context manager holding a hook on each of `modules`: `with hooks([m1, m2]) as hs: ...; hs.stored`."
-    return Hooks(modules, backward=backward)
+    return Hooks(modules, backward=backward, fn=fn)

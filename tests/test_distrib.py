@@ -11,11 +11,9 @@ with one process here, on the same data and the same weights:
   not the initial ones;
 - `CAMCallback` in a second fit records, and writes its pictures, on rank 0 only (rank 1 counts the epoch and keeps
   nothing), and rank 0's maps before and after the epoch equal, bit for bit, what `learn.cam` gives here with the
-  weights rank 0 had then (saved by the workers). Expected to fail for now (fastcam bug, marked xfail on its exact
-  message, so that any other failure fails the test): in `before_fit`, where fastai's `DistributedTrainer` has already
-  put the loaders in `DistributedDL`s, `learn.cam_batch` calls `dls.test_dl`, i.e. `DistributedDL.new`, which fails
-  (no `timeout`); `learn.decode_batch_images` fails next (`DistributedDL.after_batch` is a method, not a Pipeline).
-  With both run on the wrapped loaders (`dl.dl`), every check below passes.
+  weights rank 0 had then (saved by the workers). In `before_fit` fastai's `DistributedTrainer` has already put the
+  loaders in `DistributedDL`s, whose `new` and `decode` fail; `learn.cam_batch` and `learn.decode_batch_images` use the
+  loaders inside them (this test found that).
 
 On a CPU, two things of fastai's engine need a GPU (fastai 2.8.12): `DistributedDL._broadcast` (rank 0 sends its
 shuffled order) moves its tensor to CUDA for nccl, and `sync_bn=True` (the default) converts BatchNorm to
@@ -167,11 +165,6 @@ def test_distrib_ctx_store_maps_and_callback_equal_one_process(data, tmp_path):
     assert during.names == [str(tmp_path/'data'/f) for f in learn.dls.valid_ds.items.fname]
 
     # CAMCallback
-    if r0['cb_error'] is not None and 'when calling event `before_fit`' in r0['cb_error'] and (
-            r0['cb_error'].endswith('\ttimeout') and r1['cb_error'] == r0['cb_error']):
-        pytest.xfail("fastcam bug: CAMCallback fails in before_fit inside learn.distrib_ctx() on every rank: "
-                     "learn.cam_batch calls learn.dls.test_dl, i.e. DistributedDL.new, which has no `timeout` "
-                     f"({r0['cb_error']!r})")
     assert (r0['cb_error'], r1['cb_error']) == (None, None), f"{r0['cb_traceback']}\n{r1['cb_traceback']}"
     labels = [int(learn.dls.valid_ds[i][1]) for i in ITEMS]
     assert sorted(r0['history']) == [0, 1] and r0['epochs'] == 1

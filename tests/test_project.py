@@ -1,5 +1,5 @@
 "The project's files agree with each other: package and notebooks, README and index, versions."
-import configparser, shutil, subprocess, sys
+import configparser, json, shutil, subprocess, sys
 from pathlib import Path
 import fastcam
 
@@ -20,6 +20,14 @@ def test_package_matches_notebooks(tmp_path):
 def test_readme_matches_index():
     assert (ROOT/'README.md').read_text(encoding='utf-8') == readme_text(), \
         "README.md is out of date with nbs/index.ipynb: run python tools/make_readme.py"
+
+def test_readme_tables_match_notebooks():
+    from tools.notebooks import TABLES_START, TABLES_END, notebook_tables
+    text = (ROOT/'nbs'/'index.ipynb').read_text(encoding='utf-8')
+    index = json.loads(text)
+    source = next(''.join(c['source']) for c in index['cells'] if TABLES_START in ''.join(c['source']))
+    tables = source[source.index(TABLES_START):source.index(TABLES_END) + len(TABLES_END)]
+    assert tables == notebook_tables(ROOT/'nbs'), "the index's tables of notebooks and tutorials are out of date: run python tools/make_readme.py"
 
 def test_versions_agree():
     cfg = configparser.ConfigParser(delimiters=['='])

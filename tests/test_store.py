@@ -1,10 +1,9 @@
-"""Heavier checks of `store_maps` than its notebook runs (nbs/10_store.ipynb): two real processes (gloo, CPU) give the
+"""Heavier checks of `store_maps` than its notebook runs (nbs/11_store.ipynb): two real processes (gloo, CPU) give the
 single-process maps byte for byte and only rank 0 touches the folder, through the API and through `fastcam maps`; a job
 killed half-way resumes to the same files; peak memory stays flat when the dataset grows tenfold."""
 import json, os, signal, socket, subprocess, sys, textwrap
 from pathlib import Path
 import matplotlib
-import numpy as np
 import pytest
 import torch
 matplotlib.use('Agg')
@@ -100,7 +99,7 @@ KILLED = textwrap.dedent('''
     from pathlib import Path
     import torch
     from fastai.learner import load_learner
-    from fastcam.core import cam_method
+    from fastcam.methods import cam_method
     from fastcam.store import store_maps
 
     torch.set_num_threads(1)

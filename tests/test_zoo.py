@@ -6,7 +6,7 @@ import time, warnings
 import pytest, torch
 from torch import nn
 import fastcam  # noqa: F401  (registers the method family)
-from fastcam.core import GradCAM, default_layer, layer_name, unwrap_model
+from fastcam.all import GradCAM, default_layer, layer_name, unwrap_model
 
 timm = pytest.importorskip('timm')
 from timm.models.swin_transformer import SwinTransformer  # noqa: E402
@@ -102,8 +102,7 @@ def check_model(model: nn.Module, x: torch.Tensor, layer_expected: str, layout, 
 
 def default_layer_needs_run(model) -> bool:
     "Whether the default layer is found by running the model once on one item (plain CNNs), before the map's forward."
-    from fastcam.core import _family_of, is_body_head
-    return not is_body_head(model) and _family_of(model)[0] is None
+    return default_layer(model)[0] is None  # without a batch, default_layer knows the layer of every other model
 
 @pytest.mark.parametrize('family', list(PLAIN))
 def test_plain_model(family):
@@ -160,7 +159,6 @@ def test_vit_learner_no_longer_maps_attention_internals(dls):
 # --- wrapped models, through every entry point ------------------------------------------------------------------
 def test_wrapped_models_give_the_plain_maps(dls, tmp_path):
     import fastcam.learner  # noqa: F401
-    from fastai.vision.all import Learner
     from fastcam.learner import cam_learner
     from fastcam.interpret import CAMInterpretation
     from fastcam.callback import CAMCallback
@@ -199,7 +197,7 @@ def test_wrapped_models_give_the_plain_maps(dls, tmp_path):
 
 if __name__ == '__main__':  # the zoo table of the issue note
     torch.set_num_threads(2)
-    print(f"| family | default layer | map | max deviation | seconds |\n|---|---|---|---|---|")
+    print("| family | default layer | map | max deviation | seconds |\n|---|---|---|---|---|")
     for family, (make, layer, layout) in PLAIN.items():
         torch.manual_seed(0)
         row = check_model(make(), torch.randn(2, 3, 64, 64), layer, layout)

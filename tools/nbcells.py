@@ -1,10 +1,10 @@
 """Small notebook-editing helper for developers: list, show, replace, insert and delete cells of an .ipynb by id.
 
-    python tools/nbcells.py list nbs/01_core.ipynb
-    python tools/nbcells.py show nbs/01_core.ipynb CELL_ID
-    python tools/nbcells.py replace nbs/01_core.ipynb CELL_ID FILE      # FILE holds the new source ('-' for stdin)
-    python tools/nbcells.py insert nbs/01_core.ipynb AFTER_ID code|markdown FILE
-    python tools/nbcells.py delete nbs/01_core.ipynb CELL_ID
+    python tools/nbcells.py list nbs/03_engine.ipynb
+    python tools/nbcells.py show nbs/03_engine.ipynb CELL_ID
+    python tools/nbcells.py replace nbs/03_engine.ipynb CELL_ID FILE      # FILE holds the new source ('-' for stdin)
+    python tools/nbcells.py insert nbs/03_engine.ipynb AFTER_ID code|markdown FILE
+    python tools/nbcells.py delete nbs/03_engine.ipynb CELL_ID
 """
 import json, sys, uuid
 from pathlib import Path
