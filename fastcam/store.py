@@ -19,6 +19,8 @@ from .layers import unwrap_model
 from .engine import CAMResult
 from .methods import cam_method
 from .learner import keep_rng_state  # fastcam.learner also gives Learner the class_index used here
+from fastcore.basics import getcallable, patch
+from .interpret import CAMInterpretation
 
 # %% auto #0
 __all__ = ['StoredMaps', 'model_fingerprint', 'item_names', 'store_maps', 'MapStore']
@@ -293,3 +295,45 @@ class MapStore:
 
     def __repr__(self):
         return f"MapStore({str(self.path)!r}: {len(self)} items, maps {list(self.maps.shape[1:])} {self.maps.dtype})"
+
+# %% ../nbs/11_store.ipynb #0118b4c6
+def _dataset_labels(dl) -> Tensor:
+    "The class index of every item of `dl`'s dataset, read without loading the inputs (fastai `Datasets`)."
+    tls, n_inp = getattr(dl.dataset, 'tls', None), getattr(dl, 'n_inp', 1)
+    if tls is None or len(tls) != n_inp + 1:
+        raise ValueError("from_store needs a fastai DataLoader of (input, label) items to read the labels from; "
+                         "pass dl= the labelled DataLoader the maps were stored for")
+    return torch.stack([torch.as_tensor(tls[n_inp][i]) for i in range(len(dl.dataset))]).long()
+
+@patch(cls_method=True)
+def from_store(cls: CAMInterpretation,
+               learn: Learner, # the learner whose maps `path` holds (the same weights)
+               path, # a folder written by `store_maps` (or `fastcam maps`) for `dl`
+               dl=None, # the labelled DataLoader the maps were stored for; `learn.dls.valid` if None
+               act=None # turns logits into probabilities; the loss function's activation if None
+              ) -> CAMInterpretation:
+    "A `CAMInterpretation` from maps already on disk: losses and predictions from the stored logits, no forward pass."
+    store = MapStore(path)
+    if store.manifest['model'] != model_fingerprint(unwrap_model(learn.model)):
+        raise ValueError(f"the maps in {str(path)!r} were stored from other weights than this learner's: store them again "
+                         f"with store_maps(learn, {str(path)!r}, topk={len(learn.dls.vocab)}, overwrite=True)")
+    with keep_rng_state(): dl = (learn.dls.valid if dl is None else dl).new(shuffle=False, drop_last=False)
+    if item_names(dl) != store.names:
+        raise ValueError(f"the maps in {str(path)!r} are of other items than dl's ({len(store.names)} stored, "
+                         f"{len(dl.dataset)} in dl): pass dl= the DataLoader they were stored for")
+    targs, logits = _dataset_labels(dl), torch.from_numpy(np.array(store.logits)).float()
+    act = act if act is not None else getcallable(learn.loss_func, 'activation')
+    preds = act(logits)
+    decoded = torch.as_tensor(getcallable(learn.loss_func, 'decodes')(preds)).as_subclass(Tensor)
+    wanted = torch.stack([decoded, targs], 1)  # [n, 2]: the predicted and the actual class
+    found = torch.from_numpy(np.array(store.targets))[:, None, :] == wanted[..., None]  # [n, 2, k]
+    if not found.any(-1).all():
+        i, j = (~found.any(-1)).nonzero()[0].tolist()
+        raise ValueError(f"the store has no map of the {('predicted', 'actual')[j]} class ({wanted[i, j].item()}) of item "
+                         f"{i}: it holds classes {store.targets[i].tolist()}. Store the maps of every class: "
+                         f"store_maps(learn, {str(path)!r}, topk={len(learn.dls.vocab)})")
+    column = found.float().argmax(-1)  # [n, 2]: where each wanted class sits among the stored ones
+    maps = torch.from_numpy(np.array(store.maps)).float()  # [n, k, h, w]
+    both = maps.gather(1, column[..., None, None].expand(-1, -1, *maps.shape[-2:]))  # [n, 2, h, w]
+    with learn.loss_not_reduced(), torch.no_grad(): losses = learn.loss_func(logits, targs).as_subclass(Tensor)
+    return cls(learn, dl, losses, act, preds, targs, decoded, both, store.manifest['method'])
