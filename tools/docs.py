@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS, LIB = ROOT/'nbs', ROOT/'fastcam'
 STAGE, EXECUTED = ROOT/'_proc'/'mkdocs', ROOT/'_proc'/'executed'
 RESULTS = ROOT/'bench'/'results.md'
+ARCHITECTURE = ROOT/'ARCHITECTURE.md'
 SKIP_MODULES = {'__init__', '_modidx', 'all'}
 _SHOW_DOC = re.compile(r'^\s*show_doc\(.*\)\s*;?\s*$')
 _NB_LINK = re.compile(r'\]\(([^)\s#:]+)\.ipynb(#[^)\s]*)?\)')
@@ -48,11 +49,12 @@ def _relative(target: str, here: str) -> str:
 def fix_links(text: str, rel: str) -> str:
     "Links to notebooks become relative links to their pages; `nbs/images/...` becomes the site's `images/...`."
     here = _page_dir(rel)
+    if rel == 'index.ipynb': text = re.sub(r'\]\(nbs/', '](', text)  # the front page is written for the README, at the root
     def page(m):
         target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), m.group(1) + '.ipynb'))
         link = _relative(_page_dir(target), here)
         return f"]({link if link.endswith('/') else link + '/'}{m.group(2) or ''})"
-    text = _NB_LINK.sub(page, text)
+    text = _NB_LINK.sub(page, text).replace('](ARCHITECTURE.md)', f"]({_relative('ARCHITECTURE', here)}/)")
     return re.sub(r'\]\(nbs/images/', f"]({_relative('images', here)}/", text)
 
 _BAR = re.compile(r'█|\|[-█]{8,}\|')
@@ -109,7 +111,7 @@ def on_config(config):
     for rel in (p.as_posix() for p in notebooks()):
         entry = {_title(json.loads((NBS/rel).read_text(encoding='utf-8')), rel): rel}
         (home if rel == 'index.ipynb' else tutorials if rel.startswith('tutorials/') else library).append(entry)
-    config['nav'] = home + [{'Tutorials': tutorials}, {'Notebooks': library},
+    config['nav'] = home + [{'Architecture': ARCHITECTURE.name}, {'Tutorials': tutorials}, {'Notebooks': library},
                             {'API reference': [{f"fastcam.{m}": f"api/{m}.md"} for m in modules()]}]
     return config
 
@@ -124,6 +126,7 @@ def on_files(files, config):
         files.append(File(rel, str(STAGE), config['site_dir'], config['use_directory_urls']))
     for image in sorted((NBS/'images').glob('*.*')):
         files.append(File(f"images/{image.name}", str(NBS), config['site_dir'], config['use_directory_urls']))
+    files.append(File(ARCHITECTURE.name, str(ROOT), config['site_dir'], config['use_directory_urls']))  # the code's map
     if RESULTS.exists():  # the benchmark figures, which the front page cites
         rel = RESULTS.relative_to(ROOT).as_posix()
         files.append(File(rel, str(ROOT), config['site_dir'], config['use_directory_urls']))
