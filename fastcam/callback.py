@@ -16,7 +16,8 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import rank_distrib
 from .layers import unwrap_model
-from .engine import CAMResult, check_int, probabilities
+from .targets import check_int
+from .engine import CAMResult, probabilities
 from .methods import cam_method
 from .show import normalize_maps, show_cam_grid, upsample_maps
 from .learner import keep_rng_state  # fastcam.learner also gives Learner the cam_batch, class_index and decode_batch_images used here

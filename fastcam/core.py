@@ -17,8 +17,8 @@ __all__ = ['is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'vit_resh
 # %% ../nbs/99_core.ipynb #7b88a410
 _MOVED = {module: names for module, names in {
     'layers': ['is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'vit_reshape', 'channels_last_reshape', 'inside_attention', 'last_feature_layer', 'layer_reshape', 'default_layer', 'modules_after'],
-    'targets': ['resolve_targets', 'RegionTarget'],
-    'engine': ['has_hooks', 'class_gradients', 'CAMResult', 'model_device', 'check_batch', 'check_int', 'probabilities', 'fuse_maps', 'CAMMethod'],
+    'targets': ['resolve_targets', 'RegionTarget', 'check_int'],
+    'engine': ['has_hooks', 'class_gradients', 'CAMResult', 'model_device', 'check_batch', 'probabilities', 'fuse_maps', 'CAMMethod'],
     'methods': ['NotCAMReadyError', 'fold_head', 'CAM', 'GradCAM', 'cam_method', 'METHODS', 'register_method', 'method_label']}.items()}
 _HOME = {name: module for module, names in _MOVED.items() for name in names}
 _all_ = ['is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'vit_reshape', 'channels_last_reshape', 'inside_attention', 'last_feature_layer', 'layer_reshape', 'default_layer', 'modules_after', 'resolve_targets', 'RegionTarget', 'has_hooks', 'class_gradients', 'CAMResult', 'model_device', 'check_batch', 'check_int', 'probabilities', 'fuse_maps', 'CAMMethod', 'NotCAMReadyError', 'fold_head', 'CAM', 'GradCAM', 'cam_method', 'METHODS', 'register_method', 'method_label']

@@ -24,7 +24,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.block import DataBlock
 from fastai.data.transforms import ColReader, ColSplitter
 from fastai.vision.data import ImageBlock, ImageDataLoaders, MaskBlock
-from .engine import check_int
+from .targets import check_fraction, check_int
 
 # %% auto #0
 __all__ = ['BOX_COLUMNS', 'DIGIT_CODES', 'read_labels', 'make_digits', 'show_digits_boxes', 'labels_csv', 'seed_order',
@@ -304,8 +304,7 @@ def mark_digits(source, # a folder made by `make_digits`
     cls = str(cls)
     if cls not in set(df.label):
         raise ValueError(f"class {cls!r} is not in the labels of {str(source)!r}: pass one of {sorted(set(df.label))}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}: pass e.g. 0.4 to mark 40% of the {cls}s")
+    check_fraction(fraction, 'fraction', f"pass e.g. 0.4 to mark 40% of the {cls}s")
     if isinstance(splits, str): splits = (splits,)
     unknown = [s for s in splits if s not in _SPLITS]
     if unknown or not splits:

@@ -12,10 +12,11 @@ from torch import nn, Tensor
 from .hook import Hooks
 from .layers import default_layer, find_layer, inside_attention, layer_name, layer_reshape, unwrap_model
 from .targets import RegionTarget, check_cls, resolve_targets
+from .targets import check_index, check_int  # noqa: F401  (imported from here by modules not yet moved)
 
 # %% auto #0
-__all__ = ['model_device', 'check_batch', 'check_int', 'probabilities', 'check_index', 'eval_mode', 'as_float', 'normalize_maps',
-           'has_hooks', 'class_gradients', 'CAMResult', 'fuse_maps', 'CAMMethod']
+__all__ = ['model_device', 'check_batch', 'probabilities', 'eval_mode', 'as_float', 'normalize_maps', 'has_hooks',
+           'class_gradients', 'CAMResult', 'fuse_maps', 'CAMMethod']
 
 # %% ../nbs/03_engine.ipynb #a1041a4d
 def model_device(model: nn.Module) -> torch.device | None:
@@ -33,37 +34,12 @@ def check_batch(x, model: nn.Module):
     if device is not None and device != x.device:
         raise ValueError(f"x is on {x.device} but the model is on {device}: move the batch with x.to('{device}')")
 
-def check_int(value, # the value to check
-              name: str, # its name, for the message
-              low: int = 1, # the smallest value allowed
-              fix: str = '' # what to pass instead, e.g. "pass e.g. batch_size=32"
-             ):
-    "Raise a `ValueError` naming `name` and the fix unless `value` is an int (not a bool) >= `low`."
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        what = 'a positive int' if low == 1 else 'a non-negative int' if low == 0 else f'an int >= {low}'
-        raise ValueError(f"{name} must be {what}, got {value!r}" + (f": {fix}" if fix else ''))
-
 def probabilities(loss_func, # the learner's loss function; its `activation` turns logits into probabilities
                   logits: Tensor # the model's output [bs, n]
                  ) -> Tensor:
     "The probabilities `[bs, n]` that `loss_func.activation` (softmax, sigmoid) gives for `logits`, in float32."
     activation = getattr(loss_func, 'activation', None)
     return logits.float() if activation is None else activation(logits.float())
-
-
-def check_index(value, # the value to check
-                n: int, # the number of entries: valid indices are 0 to n-1
-                name: str, # its name, for the message
-                fix: str = '', # what to pass instead
-                plural: str | None = None # the name of n of them; default `name` + 's'
-               ) -> int:
-    "`value` as an int if it is an integer (Python or NumPy, not a bool) in `range(n)`; else an `IndexError` or `TypeError`."
-    if isinstance(value, bool) or not hasattr(value, '__index__') or isinstance(value, Tensor):
-        raise TypeError(f"{name} must be an int index, got {type(value).__name__}: {value!r}" + (f"; {fix}" if fix else ''))
-    if not 0 <= int(value) < n:
-        raise IndexError(f"{name} {value} is out of range: there are {n} {plural or name + 's'} (0-{n - 1})"
-                         + (f"; {fix}" if fix else ''))
-    return int(value)
 
 # %% ../nbs/03_engine.ipynb #6473c219
 def _input_for(model: nn.Module, x: Tensor) -> Tensor:

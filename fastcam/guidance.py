@@ -19,6 +19,7 @@ from fastai.vision.data import ImageBlock
 from .layers import find_layer, modules_after, unwrap_model
 from .methods import fold_head
 from .hook import CallHook
+from .targets import check_fraction
 from .data import BOX_COLUMNS, labels_csv, read_labels, seed_order
 from .metrics import box_masks
 
@@ -38,9 +39,7 @@ def guided_dls(path, # a folder made by `make_digits` or `mark_digits`
                **kwargs # passed to `DataBlock.dataloaders`
               ) -> DataLoaders:
     "`DataLoaders` of the digits in `path` whose batches are `(images, labels, boxes)`: NaN boxes on the training items left unboxed."
-    if isinstance(box_fraction, bool) or not isinstance(box_fraction, (int, float)) or not 0 <= box_fraction <= 1:
-        raise ValueError(f"box_fraction must be a number in [0, 1], got {box_fraction!r}: pass e.g. 0.5 to box half "
-                         f"of the training items")
+    check_fraction(box_fraction, 'box_fraction', "pass e.g. 0.5 to box half of the training items")
     df = read_labels(labels_csv(path, 'make_digits'))
     train = np.nonzero(~df.is_valid.to_numpy())[0]
     boxed = df.is_valid.to_numpy().copy()

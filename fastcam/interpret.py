@@ -11,7 +11,7 @@ from fastcore.basics import getcallable
 from fastai.interpret import ClassificationInterpretation, Interpretation
 from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
-from .engine import check_index
+from .targets import check_index
 from .methods import cam_method
 from .show import show_cam_grid
 from .learner import is_multi_label  # fastcam.learner also gives Learner the cam_batch and decode_batch_images used here

@@ -12,7 +12,8 @@ from fastprogress.fastprogress import progress_bar
 from .hook import CallHook, Hooks
 from .layers import find_layer, layer_name, leaf_modules, modules_after, unwrap_model
 from .layers import vit_reshape  # noqa: F401  (importable from here since issue 12)
-from .engine import CAMMethod, as_float, check_int, normalize_maps
+from .targets import check_int
+from .engine import CAMMethod, as_float, normalize_maps
 
 # %% auto #0
 __all__ = ['METHODS', 'register_method', 'method_by_name', 'method_label', 'NotCAMReadyError', 'fold_head', 'CAM', 'GradCAM',

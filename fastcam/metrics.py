@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
 from .layers import is_body_head, layer_name
 from .targets import resolve_targets
-from .engine import check_batch, check_int, eval_mode
+from .targets import check_int
+from .engine import check_batch, eval_mode
 from .methods import method_label
 from .methods import cam_method
 from .show import upsample_maps

@@ -8,15 +8,47 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['check_cls', 'resolve_targets', 'RegionTarget']
+__all__ = ['check_int', 'check_index', 'check_fraction', 'check_cls', 'resolve_targets', 'RegionTarget']
+
+# %% ../nbs/02_targets.ipynb #3c70b154
+def check_int(value, # the value to check
+              name: str, # its name, for the message
+              low: int = 1, # the smallest value allowed
+              fix: str = '' # what to pass instead, e.g. "pass e.g. batch_size=32"
+             ):
+    "Raise a `ValueError` naming `name` and the fix unless `value` is an int (not a bool) >= `low`."
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = 'a positive int' if low == 1 else 'a non-negative int' if low == 0 else f'an int >= {low}'
+        raise ValueError(f"{name} must be {what}, got {value!r}" + (f": {fix}" if fix else ''))
+
+def check_index(value, # the value to check
+                n: int, # the number of entries: valid indices are 0 to n-1
+                name: str, # its name, for the message
+                fix: str = '', # what to pass instead
+                plural: str | None = None # the name of n of them; default `name` + 's'
+               ) -> int:
+    "`value` as an int if it is an integer (Python or NumPy, not a bool) in `range(n)`; else an `IndexError` or `TypeError`."
+    if isinstance(value, bool) or not hasattr(value, '__index__') or isinstance(value, Tensor):
+        raise TypeError(f"{name} must be an int index, got {type(value).__name__}: {value!r}" + (f"; {fix}" if fix else ''))
+    if not 0 <= int(value) < n:
+        raise IndexError(f"{name} {value} is out of range: there are {n} {plural or name + 's'} (0-{n - 1})"
+                         + (f"; {fix}" if fix else ''))
+    return int(value)
+
+def check_fraction(value, # the value to check
+                   name: str, # its name, for the message
+                   fix: str = '' # what to pass instead, e.g. "pass e.g. 0.5 to box half of the items"
+                  ):
+    "Raise a `ValueError` naming `name` and the fix unless `value` is a number (not a bool) in [0, 1]."
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}" + (f": {fix}" if fix else ''))
 
 # %% ../nbs/02_targets.ipynb #f6b5920f
 def check_cls(cls, topk, bs: int):
     "Check the structure of `cls` and `topk` against the batch size, before any work is done."
     if topk is not None:
         if cls is not None: raise ValueError(f"pass either cls or topk, not both (got cls={cls!r}, topk={topk})")
-        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-            raise ValueError(f"topk must be a positive int, got {topk!r}")
+        check_int(topk, 'topk')
         return
     if cls is None: return
     try: t = torch.as_tensor(cls)
