@@ -14,7 +14,8 @@ from sklearn.cluster import KMeans
 from sklearn.neighbors import kneighbors_graph
 from torch import Tensor
 from fastcore.basics import patch
-from .engine import CAMResult, check_index, check_int
+from .targets import check_index, check_int
+from .engine import CAMResult
 from .interpret import CAMInterpretation
 from .learner import keep_rng_state  # fastcam.learner also gives Learner the class_index and cam_batch used here
 from .metrics import box_masks, energy_in_box
@@ -29,16 +30,15 @@ def map_features(maps: Tensor, # raw maps [n, h, w]
                  size=None, # the common size (an int or (h, w)); the maps' own if None
                  boxes=None, # object boxes (x0, y0, x1, y1) in image pixels [n, 4]; with `outside` only
                  img_size=None, # the size of the images the boxes refer to: an int or (H, W)
-                 outside: bool = False # keep only the energy outside each item's box
+                 outside: bool = False # keep only the cells (of the maps' own grid) that each item's box does not touch
                 ) -> Tensor:
     "The maps as SpRAy compares them `[n, h*w]`: ReLU'd, resized to `size`, each divided by its total energy."
     maps = maps.float().relu()
+    if outside:  # the cells of the maps' own grid that the box leaves wholly uncovered [n, 1, h, w]
+        clear = (F.adaptive_avg_pool2d(box_masks(boxes, img_size)[:, None], maps.shape[-2:]) == 0).float()
     if size is not None: maps = upsample_maps(maps, size).relu()  # bilinear may undershoot: clip again
     energy = maps.flatten(1).sum(1).clamp_min(1e-12)  # [n]
-    if outside:
-        h, w = maps.shape[-2:]
-        cover = F.adaptive_avg_pool2d(box_masks(boxes, img_size)[:, None], (h, w))[:, 0]  # [n, h, w] box share per cell
-        maps = maps * (1 - cover)
+    if outside: maps = maps * F.interpolate(clear, size=maps.shape[-2:], mode='nearest')[:, 0]
     return maps.flatten(1) / energy[:, None]
 
 # %% ../nbs/12_cluster.ipynb #47e444e6
@@ -153,23 +153,32 @@ def _images(images, idxs: list) -> Tensor:
     return images.decode((xb,))[0]
 
 # %% ../nbs/12_cluster.ipynb #e63b64e6
-def _flag(energy: Tensor, gap: float, level: float) -> list:
-    "Clusters whose mean energy in box is below `level` and `gap` below the median over all clusters."
-    if len(energy) < 2: return []
-    median = float(np.nanmedian(energy.numpy()))  # torch.nanmedian takes the lower of two middle values
-    return [c for c, e in enumerate(energy.tolist()) if e < level and e < median - gap]
+def _below(per_item: Tensor, labels: Tensor) -> Tensor:
+    "How far each cluster's mean energy in box lies below the other items' mean, in pooled within-cluster SDs `[k]`."
+    k = int(labels.max()) + 1
+    ok = ~per_item.isnan()  # an all-zero map has no energy in box
+    means = torch.stack([per_item[ok & (labels == c)].mean() for c in range(k)])  # NaN for a cluster of all-zero maps
+    resid = (per_item - means[labels])[ok]
+    sd = (resid.pow(2).sum() / max(1, len(resid) - k)).sqrt().clamp_min(1e-12)  # the items around their cluster's mean
+    rest = torch.stack([per_item[ok & (labels != c)].mean() for c in range(k)])  # NaN for a single cluster
+    return (rest - means) / sd
+
+def _flag(per_item: Tensor, labels: Tensor, energy: Tensor, gap: float, level: float | None) -> list:
+    "Clusters more than `gap` SDs below the other items (see `_below`) and, if `level` is given, below it."
+    return [c for c, b in enumerate(_below(per_item, labels).tolist())
+            if b > gap and (level is None or float(energy[c]) < level)]
 
 def cluster_maps(source, # a CAMResult (`learn.cam_dl`), a `MapStore`, or maps [n, h, w]
                  cls: int | None = None, # the class whose maps to cluster (an index); None: every map
                  boxes=None, # object boxes (x0, y0, x1, y1) in image pixels, one per item of `source` [N, 4]
                  img_size=None, # the size of the images the boxes refer to: an int or (H, W); needed with `boxes`
-                 outside: bool = False, # cluster only the energy outside each item's box (needs `boxes`)
+                 outside: bool = False, # cluster only the cells each item's box does not touch (needs `boxes`)
                  size=None, # the common size the maps are resized to; their own if None
                  n_neighbors: int = 10, # neighbours per map in the affinity graph
                  max_clusters: int = 10, # the eigengap looks for at most this many clusters
                  n_clusters: int | None = None, # a fixed number of clusters instead of the eigengap's
-                 flag_gap: float = 0.1, # flag a cluster whose energy in box is this far below the median cluster's
-                 flag_level: float = 0.45, # ... and below this level
+                 flag_gap: float = 1., # flag a cluster whose mean energy in box is this many SDs below the other items'
+                 flag_level: float | None = None, # ... and, if given, below this energy in box
                  seed: int = 0, # seed of k-means
                  images=None # for `show`: a DataLoader in the order of `source`, or decoded images [N, 3, H, W]
                 ) -> MapClusters:
@@ -207,7 +216,7 @@ def cluster_maps(source, # a CAMResult (`learn.cam_dl`), a `MapStore`, or maps [
     if boxes is not None:
         per_item = energy_in_box(maps, boxes, img_size, reduce=False)  # [n]
         energy = torch.stack([per_item[labels == c].nanmean() for c in range(n_found)])
-        flagged = _flag(energy, flag_gap, flag_level)
+        flagged = _flag(per_item, labels, energy, flag_gap, flag_level)
     return MapClusters(items, labels, maps, features, mean_maps, torch.as_tensor(values).float(),
                        torch.as_tensor(embedding).float(), energy, flagged, images)
 
