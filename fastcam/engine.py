@@ -12,7 +12,6 @@ from torch import nn, Tensor
 from .hook import Hooks
 from .layers import default_layer, find_layer, inside_attention, layer_name, layer_reshape, unwrap_model
 from .targets import RegionTarget, check_cls, resolve_targets
-from .targets import check_index, check_int  # noqa: F401  (imported from here by modules not yet moved)
 
 # %% auto #0
 __all__ = ['model_device', 'check_batch', 'probabilities', 'eval_mode', 'as_float', 'normalize_maps', 'has_hooks',
