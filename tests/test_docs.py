@@ -12,8 +12,7 @@ for module in ['mkdocs', 'material', 'mkdocs_jupyter', 'mkdocstrings_handlers.py
                                        f"'.[dev]' (mkdocs, mkdocs-material, mkdocs-jupyter, mkdocstrings-python)")
 from tools.docs import NBS, clean_notebook, fix_links, notebooks, modules, with_outputs
 from tools.notebooks import cell_text
-
-TUTORIAL = 'tutorials/callback.ipynb'  # the tutorial page whose figures the tests look at (its training is short)
+from executed import DOCS_TUTORIAL as TUTORIAL, executed_lock
 
 def _executed(rel: str) -> bool:
     "Whether tools/execute.py has left a copy of `nbs/rel` with outputs that matches the notebook."
@@ -33,9 +32,10 @@ def site(tmp_path_factory):
     with FileLock(ROOT/'_proc'/'mkdocs.lock'):  # the build stages the notebooks in _proc/: one build at a time
         if (out/'.built').exists(): return out
         for old in (ROOT/'_proc').glob('site-*'): shutil.rmtree(old, ignore_errors=True)  # earlier runs' sites
-        if not _executed(TUTORIAL):  # trains the tutorial's model: a minute on a CPU
-            subprocess.run([sys.executable, str(ROOT/'tools'/'execute.py'), TUTORIAL], cwd=ROOT, check=True,
-                           capture_output=True, text=True, env={**env, 'MPLBACKEND': 'Agg'})
+        with executed_lock():  # the tutorial's notebook test writes the copy; it runs first (conftest.LONG_FIRST)
+            if not _executed(TUTORIAL):  # trains the tutorial's model: a minute on a CPU
+                subprocess.run([sys.executable, str(ROOT/'tools'/'execute.py'), TUTORIAL], cwd=ROOT, check=True,
+                               capture_output=True, text=True, env={**env, 'MPLBACKEND': 'Agg'})
         run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout}\n{run.stderr}"
         (out/'.built').touch()
