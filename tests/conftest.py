@@ -9,14 +9,15 @@ from fit_cache import FitCache
 workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
 if workers > 1: torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
-# Longest first (minutes on 2 CPU cores), each worker holding one test in reserve (--maxschedchunk 1): the worker that
-# runs find_and_fix runs the shortcut tutorial next, whose two fits are two of find_and_fix's (tests/fit_cache.py);
-# 12_cluster trains the clean model that quickstart, later, loads; the docs tests follow the callback tutorial, whose
-# executed copy they show (tests/executed.py).
-LONG_FIRST = ['tutorials/find_and_fix', 'tutorials/shortcut', 'tutorials/segmentation', 'test_demo.py::test_demo',
-              '12_cluster', 'tutorials/multilabel', 'tutorials/quickstart', 'tutorials/callback', 'tutorials/your_data',
-              'test_docs.py', 'test_zoo.py', 'test_callback.py', 'test_store.py', 'test_distrib.py', '08_callback',
-              '10_metrics', '13_guidance']
+# Longest first (minutes on 2 CPU cores), each worker holding one test in reserve (--maxschedchunk 1). Tests that share
+# a fit (tests/fit_cache.py) follow each other: the worker that runs find_and_fix runs the shortcut tutorial next, whose
+# two fits are find_and_fix's; quickstart trains the clean model before 12_cluster, on the other worker, reaches it (in
+# the other order the two met at that fit and one waited for the other); the docs tests follow the callback tutorial,
+# whose executed copy they show (tests/executed.py).
+LONG_FIRST = ['tutorials/find_and_fix', 'tutorials/shortcut', 'tutorials/segmentation', 'tutorials/quickstart',
+              'test_demo.py::test_demo', '12_cluster', 'tutorials/multilabel', 'tutorials/callback',
+              'tutorials/your_data', 'index.ipynb', 'test_docs.py', '10_metrics', 'test_store.py', 'test_callback.py',
+              '13_guidance', '08_callback', 'test_distrib.py', '07_learner', 'test_zoo.py']
 
 def _rank(item) -> int:
     return next((i for i, key in enumerate(LONG_FIRST) if key in item.nodeid), len(LONG_FIRST))
