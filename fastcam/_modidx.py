@@ -159,6 +159,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'fastcam.hook.CallHook.__init__': ('hook.html#callhook.__init__', 'fastcam/hook.py'),
                               'fastcam.hook.CallHook._missing': ('hook.html#callhook._missing', 'fastcam/hook.py'),
                               'fastcam.hook.CallHook.hook_func': ('hook.html#callhook.hook_func', 'fastcam/hook.py'),
+                              'fastcam.hook.CallHook.remove': ('hook.html#callhook.remove', 'fastcam/hook.py'),
                               'fastcam.hook.Hook': ('hook.html#hook', 'fastcam/hook.py'),
                               'fastcam.hook.Hook._missing': ('hook.html#hook._missing', 'fastcam/hook.py'),
                               'fastcam.hook.Hook.hook_func': ('hook.html#hook.hook_func', 'fastcam/hook.py'),

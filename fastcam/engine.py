@@ -113,7 +113,7 @@ class _Capture:
         self.hooks = Hooks(self.layers, fn=self.hook)
         return self
 
-    def __exit__(self, *args): self.hooks.remove()
+    def __exit__(self, *args): self.hooks.remove()  # CallHook lets go of self.hook, so no cycle keeps the activations
 
     def check(self, module: nn.Module, output):
         "Refuse an output that is not (or does not reshape to) a feature map `[bs, C, h, w]` of this batch."

@@ -98,6 +98,11 @@ class CallHook(_BaseHook):
 
     def hook_func(self, module, inputs, output): return self.fn(module, inputs, output)
 
+    def remove(self):
+        "Remove the hook, and let go of `fn` (a bound method would otherwise keep its object, and what it holds, alive)."
+        super().remove()
+        self.fn = None
+
     def _missing(self): return "a CallHook stores nothing: its function keeps what it needs"
 
 # %% ../nbs/00_hook.ipynb #4a693b24
