@@ -1,7 +1,6 @@
 """Heavier checks of `CAMCallback` than its notebook runs: two real processes of distributed training (gloo, CPU),
-and bit-for-bit training with gradient methods inside the body. The notebook (nbs/05_callback.ipynb) has the rest."""
+and bit-for-bit training with gradient methods inside the body. The notebook (nbs/08_callback.ipynb) has the rest."""
 import os, socket, subprocess, sys, textwrap
-from pathlib import Path
 import matplotlib
 import pytest
 import torch

@@ -75,7 +75,7 @@ def test_cleaning_a_notebook():
     assert [cell_text(c['source']) for c in cells] == ['def f(): pass',
                                                        'See [the shortcut](tutorials/shortcut/#fixing-it).']
     assert fix_links('[q](quickstart.ipynb)', 'tutorials/shortcut.ipynb') == '[q](../quickstart/)'
-    assert fix_links('[m](../07_metrics.ipynb)', 'tutorials/shortcut.ipynb') == '[m](../../07_metrics/)'
+    assert fix_links('[m](../10_metrics.ipynb)', 'tutorials/shortcut.ipynb') == '[m](../../10_metrics/)'
     assert fix_links('![d](nbs/images/d.png)', 'index.ipynb') == '![d](images/d.png)'
 
 def _chromium():
