@@ -17,9 +17,9 @@ from fastai.learner import Learner, Recorder
 from fastai.torch_core import rank_distrib
 from .layers import unwrap_model
 from .targets import check_int
-from .engine import CAMResult, probabilities
+from .engine import CAMResult, normalize_maps, probabilities
 from .methods import cam_method
-from .show import normalize_maps, show_cam_grid, upsample_maps
+from .show import show_cam_grid, upsample_maps
 from .learner import keep_rng_state  # fastcam.learner also gives Learner the cam_batch, class_index and decode_batch_images used here
 
 # %% auto #0

@@ -25,14 +25,12 @@ from torchvision.models import resnet18
 from .layers import unwrap_model
 from .targets import RegionTarget
 from .engine import CAMResult, probabilities
-from .methods import method_label
-from .methods import cam_method
-from .methods import all_methods
+from .methods import all_methods, cam_method, method_label
 from .show import show_cam, show_cam_grid
 
 
 # %% auto #0
-__all__ = ['is_segmentation', 'is_multi_label', 'cam_learner', 'keep_rng_state']
+__all__ = ['undistributed', 'is_segmentation', 'is_multi_label', 'cam_learner', 'keep_rng_state']
 
 # %% ../nbs/07_learner.ipynb #8d9ed93d
 def _is_index(item) -> bool: return isinstance(item, int) and not isinstance(item, bool)
@@ -61,10 +59,14 @@ def _raw_item(dls, item):
     return item
 
 # %% ../nbs/07_learner.ipynb #849a437b
+def undistributed(dl):
+    "The loader inside fastai's `DistributedDL` (put around each loader by `learn.distrib_ctx()` in a fit), or `dl`."
+    return dl.dl if type(dl).__name__ == 'DistributedDL' else dl
+
 def _undistributed(dls: DataLoaders) -> DataLoaders:
-    "`dls`, or during a fit in `learn.distrib_ctx()` (fastai's `DistributedDL` around each loader) the loaders inside."
-    if not any(type(dl).__name__ == 'DistributedDL' for dl in dls.loaders): return dls
-    return DataLoaders(*[getattr(dl, 'dl', dl) for dl in dls.loaders], path=dls.path, device=dls.device)
+    "`dls` with every loader `undistributed`: a `DistributedDL` cannot make a test loader (its `new` fails)."
+    if all(undistributed(dl) is dl for dl in dls.loaders): return dls
+    return DataLoaders(*[undistributed(dl) for dl in dls.loaders], path=dls.path, device=dls.device)
 
 @patch
 def cam_batch(self: Learner, items) -> Tensor:
@@ -77,7 +79,7 @@ def cam_batch(self: Learner, items) -> Tensor:
 @patch
 def decode_batch_images(self: Learner, x: Tensor) -> TensorImage:
     "The showable images `[n, 3, H, W]` of a normalized batch `x`."
-    return TensorImage(_undistributed(self.dls).valid.decode((x,))[0])
+    return TensorImage(undistributed(self.dls.valid).decode((x,))[0])
 
 # %% ../nbs/07_learner.ipynb #98d6bd38
 @patch

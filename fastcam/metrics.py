@@ -15,11 +15,9 @@ from torchvision.transforms.functional import gaussian_blur
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
 from .layers import is_body_head, layer_name
-from .targets import resolve_targets
-from .targets import check_int
+from .targets import check_int, resolve_targets
 from .engine import check_batch, eval_mode
-from .methods import method_label
-from .methods import cam_method
+from .methods import cam_method, method_label
 from .show import upsample_maps
 from .methods import all_methods
 from .learner import keep_rng_state  # fastcam.learner also gives Learner the cam_batch used by randomization_check

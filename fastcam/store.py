@@ -18,7 +18,7 @@ from fastprogress.fastprogress import progress_bar
 from .layers import unwrap_model
 from .engine import CAMResult
 from .methods import cam_method
-from .learner import keep_rng_state  # fastcam.learner also gives Learner the class_index used here
+from .learner import keep_rng_state, undistributed  # fastcam.learner also gives Learner the class_index used here
 from fastcore.basics import getcallable, patch
 from .interpret import CAMInterpretation
 
@@ -209,7 +209,7 @@ def store_maps(learn: Learner,
               ) -> MapStore | None:
     "Write the maps, logits and targets of every item of `dl` to `out` as they are computed; resume an unfinished one."
     dl = (learn.dls.valid if dl is None else dl)
-    dl = getattr(dl, 'dl', dl) if type(dl).__name__ == 'DistributedDL' else dl  # we deal out batches ourselves
+    dl = undistributed(dl)  # we deal out batches ourselves
     np_dtype = _check_args(dl, cls, dtype)
     rank, world = _distributed()
     model = unwrap_model(learn.model)  # fastai's distrib_ctx wraps it in DistributedDataParallel during a fit
@@ -321,19 +321,20 @@ def from_store(cls: CAMInterpretation,
     if item_names(dl) != store.names:
         raise ValueError(f"the maps in {str(path)!r} are of other items than dl's ({len(store.names)} stored, "
                          f"{len(dl.dataset)} in dl): pass dl= the DataLoader they were stored for")
-    targs, logits = _dataset_labels(dl), torch.from_numpy(np.array(store.logits)).float()
+    stored, targs = store.result(), _dataset_labels(dl)  # maps [n, k, h, w], logits [n, c], targets [n, k]
+    logits = stored.logits.float()
     act = act if act is not None else getcallable(learn.loss_func, 'activation')
     preds = act(logits)
     decoded = torch.as_tensor(getcallable(learn.loss_func, 'decodes')(preds)).as_subclass(Tensor)
     wanted = torch.stack([decoded, targs], 1)  # [n, 2]: the predicted and the actual class
-    found = torch.from_numpy(np.array(store.targets))[:, None, :] == wanted[..., None]  # [n, 2, k]
+    found = stored.targets[:, None, :] == wanted[..., None]  # [n, 2, k]
     if not found.any(-1).all():
         i, j = (~found.any(-1)).nonzero()[0].tolist()
         raise ValueError(f"the store has no map of the {('predicted', 'actual')[j]} class ({wanted[i, j].item()}) of item "
-                         f"{i}: it holds classes {store.targets[i].tolist()}. Store the maps of every class: "
+                         f"{i}: it holds classes {stored.targets[i].tolist()}. Store the maps of every class: "
                          f"store_maps(learn, {str(path)!r}, topk={len(learn.dls.vocab)})")
     column = found.float().argmax(-1)  # [n, 2]: where each wanted class sits among the stored ones
-    maps = torch.from_numpy(np.array(store.maps)).float()  # [n, k, h, w]
+    maps = stored.maps
     both = maps.gather(1, column[..., None, None].expand(-1, -1, *maps.shape[-2:]))  # [n, 2, h, w]
     with learn.loss_not_reduced(), torch.no_grad(): losses = learn.loss_func(logits, targs).as_subclass(Tensor)
     return cls(learn, dl, losses, act, preds, targs, decoded, both, store.manifest['method'])
