@@ -4,82 +4,294 @@
 
 # %% ../nbs/05_show.ipynb #01d6ca82
 from __future__ import annotations
+import math
+from pathlib import Path
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 import matplotlib.pyplot as plt
+from matplotlib import animation
+from fastai.torch_core import TensorImageBase
 from fastai.vision.core import TensorImage
 from .engine import normalize_maps  # noqa: F401  (its home is the engine; kept importable from here)
 
+
 # %% auto #0
-__all__ = ['upsample_maps', 'show_cam', 'show_cam_grid']
+__all__ = ['upsample_maps', 'show_cam', 'animate_cam', 'show_cam_grid']
 
 # %% ../nbs/05_show.ipynb #4b47f762
-def upsample_maps(maps: Tensor, # maps [bs, k, h, w] or [bs, h, w]
-                  size, # the image size: an int or (H, W)
-                  mode: str = 'bilinear' # interpolation mode of `F.interpolate`
+_MODE_RANK = {'linear': 1, 'bilinear': 2, 'bicubic': 2, 'trilinear': 3}  # the modes that take one rank only
+_DEFAULT_MODE = {1: 'linear', 2: 'bilinear', 3: 'trilinear'}
+
+def upsample_maps(maps: Tensor, # maps [bs, k, *spatial], [bs, *spatial] or one map [*spatial]
+                  size, # the input's extent: (L,), (H, W) or (D, H, W); an int is a square (size, size)
+                  mode: str | None = None # `F.interpolate`'s mode; None: 'linear', 'bilinear' or 'trilinear' by rank
                  ) -> Tensor:
-    "Maps stretched to image `size`, with corners aligned as `show_cam` draws them."
-    squeeze = maps.ndim == 3
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    out = F.interpolate((maps[:, None] if squeeze else maps).float(), size=size, mode=mode,
-                        align_corners=False if mode in ('bilinear', 'bicubic') else None)
-    return out[:, 0] if squeeze else out
+    "Float `maps` stretched to `size` over their last `len(size)` axes, corners not aligned (as `show_cam` draws them)."
+    size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    n = len(size)
+    if n not in _DEFAULT_MODE: raise ValueError(f"size must be (L,), (H, W) or (D, H, W), got {size}")
+    if maps.ndim < n:
+        raise ValueError(f"maps of shape {tuple(maps.shape)} have fewer than the {n} spatial axes of size {size}: "
+                         f"pass a size with one entry per spatial axis of the maps")
+    mode = mode or _DEFAULT_MODE[n]
+    if _MODE_RANK.get(mode, n) != n:
+        raise ValueError(f"mode {mode!r} interpolates {_MODE_RANK[mode]}-D maps, but size {size} has {n} axes: "
+                         f"pass mode={_DEFAULT_MODE[n]!r} (or None to pick it)")
+    lead, spatial = maps.shape[:-n], maps.shape[-n:]
+    out = F.interpolate(maps.reshape(math.prod(lead), 1, *spatial).float(), size=size, mode=mode,
+                        align_corners=False if mode in _MODE_RANK else None)  # [prod(lead), 1, *size]
+    return out.reshape(*lead, *size)
+
 
 # %% ../nbs/05_show.ipynb #2da60a8b
+def _plain(t: Tensor) -> Tensor:
+    "`t` as a plain float tensor on the CPU: a fastai or tsai subclass (`TSTensor`) keeps none of its own behaviour."
+    return t.detach().cpu().as_subclass(Tensor).float()
+
+def _is_signal(img: Tensor) -> bool: return any(c.__name__ == 'TSTensor' for c in type(img).__mro__)
+
+def _input_ranks(img: Tensor) -> set:
+    "The spatial ranks `img` can have: [L] or [c, L] a signal, [H, W] or [c, H, W] an image, [c, D, H, W] a volume."
+    if _is_signal(img): return {1}
+    if isinstance(img, TensorImageBase): return {2}
+    one = img.ndim > 0 and img.shape[0] == 1  # a leading batch of one
+    return {1: {1}, 2: {1, 2}, 3: {2} | ({1} if one else set()), 4: {3} | ({2} if one else set()),
+            5: {3} if one else set()}.get(img.ndim, set())
+
+def _spatial_rank(img, cam_map: Tensor) -> int:
+    "The rank (1, 2 or 3) of the map `cam_map` over `img`, or an error naming both shapes and the fix."
+    if not isinstance(img, Tensor):
+        raise TypeError(f"img must be a tensor (a decoded TensorImage [3, H, W], a signal [c, L] or a volume "
+                        f"[c, D, H, W]), got {type(img).__name__}")
+    squeezed = cam_map.ndim - next((i for i, s in enumerate(cam_map.shape) if s != 1), cam_map.ndim)
+    fits = _input_ranks(img) & set(range(max(squeezed, 1), min(cam_map.ndim, 3) + 1))
+    if not fits:
+        raise ValueError(f"img of shape {tuple(img.shape)} and cam_map of shape {tuple(cam_map.shape)} do not fit: "
+                         f"a signal [c, L] takes a map [l], an image [c, H, W] a map [h, w], a volume or clip "
+                         f"[c, D, H, W] a map [d, h, w]; pick one item with img[i] and its map of one class with "
+                         f"maps[i, j]")
+    return min(fits)
+
 def _as_image(img) -> TensorImage:
-    if not isinstance(img, Tensor): raise TypeError(f"img must be a decoded TensorImage [3, H, W], got {type(img).__name__}")
+    if not isinstance(img, Tensor):
+        raise TypeError(f"img must be a decoded TensorImage [3, H, W], got {type(img).__name__}")
     if img.ndim == 4 and img.shape[0] == 1: img = img[0]
     if img.ndim not in (2, 3):
         raise ValueError(f"img must be one decoded image [3, H, W], got shape {tuple(img.shape)}: pick one with img[i]")
     return TensorImage(img.detach().cpu())
 
-def _as_map(cam_map) -> Tensor:
-    if not isinstance(cam_map, Tensor): cam_map = torch.as_tensor(cam_map)
-    while cam_map.ndim > 2 and cam_map.shape[0] == 1: cam_map = cam_map[0]
-    if cam_map.ndim != 2:
-        raise ValueError(f"cam_map must be one map [h, w], got shape {tuple(cam_map.shape)}: pick one with maps[i, j]")
-    return cam_map.detach().float().cpu()
+
+# %% ../nbs/05_show.ipynb #ad601fbd
+def _show_image(img, cam_map: Tensor, ctx, alpha: float, cmap: str, interpolation: str, vmin, vmax,
+                colorbar: bool = False, img_kwargs: dict | None = None, **kwargs):
+    "An image [c, H, W] with `cam_map` [h, w] stretched over it; `img_kwargs` go to the image's `show` only."
+    img = _as_image(img)
+    ax = img.show(ctx=ctx, **(img_kwargs or {}), **kwargs)
+    H, W = img.shape[-2:]
+    im = ax.imshow(cam_map, alpha=alpha, extent=(0, W, H, 0), interpolation=interpolation, cmap=cmap, vmin=vmin,
+                   vmax=vmax)
+    if colorbar: ax.figure.colorbar(im, ax=ax)
+    return ax
+
+def _plot_signal(signal: Tensor, ctx=None, title=None, figsize=None, **kwargs):
+    "Each channel of `signal` [c, L] as a line on `ctx` (a new figure if None); returns the axes."
+    ax = ctx if ctx is not None else plt.subplots(figsize=figsize or (6, 2.5))[1]
+    L = signal.shape[-1]
+    ax.plot(np.arange(L), signal.T.numpy(), **kwargs)  # one line per channel
+    ax.set_xlim(-0.5, L - 0.5)
+    if title is not None: ax.set_title(title)
+    return ax
+
+def _show_signal(signal: Tensor, cam_map: Tensor, ctx, alpha: float, cmap: str, interpolation: str, vmin, vmax,
+                 colorbar: bool = False, **kwargs):
+    "A signal [c, L] (or [L]) as lines over a band of `cam_map` [l] stretched to its `L` samples."
+    signal = _plain(signal)
+    signal = signal.reshape(-1, signal.shape[-1])  # [c, L]: a series [L] is one channel, a batch of one is dropped
+    L = signal.shape[-1]
+    ax = _plot_signal(signal, ctx, **kwargs)
+    ylim = ax.get_ylim()
+    band = upsample_maps(cam_map, (L,))[None].numpy()  # [1, L], one cell per sample
+    im = ax.imshow(band, extent=(-0.5, L - 0.5, *ylim), aspect='auto', alpha=alpha, cmap=cmap, zorder=0,
+                   interpolation=interpolation, vmin=cam_map.min().item() if vmin is None else vmin,
+                   vmax=cam_map.max().item() if vmax is None else vmax)
+    ax.set_xlim(-0.5, L - 0.5)
+    ax.set_ylim(ylim)
+    if colorbar: ax.figure.colorbar(im, ax=ax)
+    return ax
+
+
+# %% ../nbs/05_show.ipynb #0173016b
+def _slice_indices(D: int, slices) -> list:
+    "`slices` evenly spaced indices in `range(D)`, first and last included, or the indices `slices` checked."
+    if isinstance(slices, int):
+        if slices < 1: raise ValueError(f"slices must be a positive number or a list of indices, got {slices}")
+        return torch.linspace(0, D - 1, min(slices, D)).round().long().unique().tolist()
+    idx = [int(s) for s in slices]
+    bad = [s for s in idx if not 0 <= s < D]
+    if bad:
+        raise IndexError(f"slices {bad} are out of range: the volume has {D} (0-{D - 1}); pass indices below {D}")
+    return idx
+
+def _montage_axes(ctx, n: int, ncols: int, figsize) -> np.ndarray:
+    "`n` axes: those of `ctx` (a list or array of exactly `n`), else a new figure's, `ncols` to a row."
+    if ctx is not None:
+        axs = np.asarray(ctx, dtype=object).ravel()
+        if len(axs) != n: raise ValueError(f"ctx has {len(axs)} axes but the montage draws {n} slices: pass {n} axes "
+                                           f"(or slices={len(axs)})")
+        return axs
+    ncols = min(n, ncols)
+    nrows = -(-n // ncols)
+    _, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.2 * ncols, 2.3 * nrows), squeeze=False)
+    for ax in axs.ravel()[n:]: ax.set_visible(False)
+    return axs.ravel()[:n]
+
+def _volume_kwargs(volume: Tensor) -> dict:
+    "How a slice of `volume` [c, D, H, W] is shown: grey on the whole volume's scale (c=1) or as RGB (c=3)."
+    c = volume.shape[0]
+    if c == 1: return dict(cmap='gray', vmin=volume.min().item(), vmax=volume.max().item())
+    if c == 3: return {}
+    raise ValueError(f"a volume draws 1 channel (grey) or 3 (a clip), got {c} in shape {tuple(volume.shape)}: "
+                     f"pick channels with img[[0]] (or img[:3])")
+
+def _show_volume(volume: Tensor, cam_map: Tensor, ctx, alpha: float, cmap: str, interpolation: str, vmin, vmax,
+                 colorbar: bool = False, slices=8, ncols: int = 4, title=None, figsize=None, **kwargs) -> np.ndarray:
+    "A montage of `slices` slices (frames) of `volume` [c, D, H, W], each with its slice of `cam_map` [d, h, w]."
+    volume = _plain(volume)
+    if volume.ndim == 5: volume = volume[0]  # a batch of one
+    D = volume.shape[1]
+    img_kwargs = _volume_kwargs(volume)
+    idx = _slice_indices(D, slices)
+    depth = upsample_maps(cam_map, (D, *cam_map.shape[-2:]))  # [D, h, w]: stretched along the first axis only
+    vmin = cam_map.min().item() if vmin is None else vmin  # one colour scale for every slice
+    vmax = cam_map.max().item() if vmax is None else vmax
+    label = 'frame' if volume.shape[0] == 3 else 'slice'
+    axs = _montage_axes(ctx, len(idx), ncols, figsize)
+    for i, (ax, s) in enumerate(zip(axs, idx)):
+        name = f"{label} {s}" if i or title is None else f"{title}\n{label} {s}"
+        _show_image(volume[:, s], depth[s], ax, alpha, cmap, interpolation, vmin, vmax, img_kwargs=img_kwargs,
+                    title=name, **kwargs)
+    if colorbar: axs[0].figure.colorbar(axs[-1].images[-1], ax=list(axs))
+    return axs
+
 
 # %% ../nbs/05_show.ipynb #f9693ffa
-def show_cam(img: Tensor, # a decoded image [3, H, W] (a TensorImage, as `dls.decode` gives)
-             cam_map: Tensor, # a map [h, w] at any resolution; it is stretched over the image
-             ctx=None, # the matplotlib axes to draw on; a new figure if None
+def show_cam(img: Tensor, # a decoded image [3, H, W] (TensorImage), signal [c, L] (TSTensor), volume/clip [c, D, H, W]
+             cam_map: Tensor, # its map at any resolution: [h, w] for an image, [l] for a signal, [d, h, w] for a volume
+             ctx=None, # the axes to draw on (a list of them for a volume's montage); a new figure if None
              alpha: float = 0.6, # opacity of the map
              cmap: str = 'magma', # matplotlib colour map
              interpolation: str = 'bilinear', # how matplotlib stretches the map
              vmin: float | None = None, # colour scale minimum (default: the map's minimum)
              vmax: float | None = None, # colour scale maximum (default: the map's maximum)
-             **kwargs # passed to `TensorImage.show` (title, figsize, ...)
+             colorbar: bool = False, # add a colour bar of the map's scale
+             slices=8, # volumes: how many evenly spaced slices (frames) to draw, or a list of their indices
+             ncols: int = 4, # volumes: slices per row of a new figure
+             **kwargs # passed to `TensorImage.show` (title, figsize, ...); for a signal title, figsize and `ax.plot`'s
             ):
-    "Draw `img` with `cam_map` stretched over it, the fastai way; returns the axes."
-    img, cam_map = _as_image(img), _as_map(cam_map)
-    ax = img.show(ctx=ctx, **kwargs)
-    H, W = img.shape[-2:]
-    ax.imshow(cam_map, alpha=alpha, extent=(0, W, H, 0), interpolation=interpolation, cmap=cmap, vmin=vmin, vmax=vmax)
-    return ax
+    "Draw `img` with `cam_map` stretched over it, the fastai way; returns the axes (an array of them for a volume)."
+    cam_map = torch.as_tensor(cam_map)
+    rank = _spatial_rank(img, cam_map)
+    cam_map = cam_map.reshape(cam_map.shape[cam_map.ndim - rank:]).detach().float().cpu()  # leading 1s dropped
+    if rank == 1: return _show_signal(img, cam_map, ctx, alpha, cmap, interpolation, vmin, vmax, colorbar, **kwargs)
+    if rank == 3:
+        return _show_volume(img, cam_map, ctx, alpha, cmap, interpolation, vmin, vmax, colorbar, slices, ncols,
+                            **kwargs)
+    return _show_image(img, cam_map, ctx, alpha, cmap, interpolation, vmin, vmax, colorbar, **kwargs)
+
+
+# %% ../nbs/05_show.ipynb #d178643c
+def _frame(clip: Tensor, t: int) -> np.ndarray:
+    "Frame `t` of `clip` [c, T, H, W] as matplotlib takes it: [H, W, 3] or [H, W]."
+    frame = clip[:, t].permute(1, 2, 0).numpy()
+    return frame[..., 0] if frame.shape[-1] == 1 else frame
+
+def _writer(fname, fps: float):
+    "The matplotlib writer for `fname` by its suffix, or an error saying what to pass."
+    suffix = Path(fname).suffix.lower()
+    if suffix == '.gif': return animation.PillowWriter(fps=fps)
+    if suffix != '.mp4': raise ValueError(f"fname must end in .gif or .mp4, got {str(fname)!r}")
+    if not animation.writers.is_available('ffmpeg'):
+        raise RuntimeError(f"matplotlib finds no ffmpeg to write {str(fname)!r}: install ffmpeg, or pass a name "
+                           f"ending in .gif (written by Pillow)")
+    return animation.FFMpegWriter(fps=fps)
+
+def animate_cam(clip: Tensor, # a decoded clip [3, T, H, W] with values in [0, 1] (or a grey volume [1, D, H, W])
+                cam_map: Tensor, # its map [t, h, w] at any resolution
+                fname=None, # write the animation here: a path ending in .gif or .mp4; None writes nothing
+                fps: float = 4, # frames per second
+                alpha: float = 0.6, # opacity of the map
+                cmap: str = 'magma', # matplotlib colour map
+                interpolation: str = 'bilinear', # how matplotlib stretches the map
+                vmin: float | None = None, # colour scale minimum (default: the map's minimum over the whole clip)
+                vmax: float | None = None, # colour scale maximum (default: the map's maximum over the whole clip)
+                title: str | None = None, # a line above the frame number
+                figsize=(3, 3) # the figure size
+               ) -> animation.FuncAnimation:
+    "The frames of `clip` with the matching slice of `cam_map` over each, as a `FuncAnimation`; written to `fname`."
+    cam_map = torch.as_tensor(cam_map)
+    if _spatial_rank(clip, cam_map) != 3:
+        raise ValueError(f"animate_cam plays a clip [c, T, H, W] with a map [t, h, w], got shapes {tuple(clip.shape)} "
+                         f"and {tuple(cam_map.shape)}: draw an image's or a signal's map with show_cam")
+    writer = None if fname is None else _writer(fname, fps)  # a bad name fails before any drawing
+    clip = _plain(clip)
+    if clip.ndim == 5: clip = clip[0]  # a batch of one
+    cam_map = cam_map.reshape(cam_map.shape[-3:]).detach().float().cpu()
+    T = clip.shape[1]
+    depth = upsample_maps(cam_map, (T, *cam_map.shape[-2:]))  # [T, h, w]
+    vmin = cam_map.min().item() if vmin is None else vmin
+    vmax = cam_map.max().item() if vmax is None else vmax
+    label = 'frame' if clip.shape[0] == 3 else 'slice'
+    fig, ax = plt.subplots(figsize=figsize)
+    _show_image(clip[:, 0], depth[0], ax, alpha, cmap, interpolation, vmin, vmax, img_kwargs=_volume_kwargs(clip))
+    frame_image, map_image = ax.images[-2:]
+
+    def draw(t: int):
+        frame_image.set_data(_frame(clip, t))
+        map_image.set_data(depth[t].numpy())
+        ax.set_title(f"{label} {t}" if title is None else f"{title}\n{label} {t}")
+        return frame_image, map_image
+
+    draw(0)
+    anim = animation.FuncAnimation(fig, draw, frames=T, interval=1000 / fps, blit=False)
+    if writer is not None: anim.save(fname, writer=writer)
+    return anim
+
 
 # %% ../nbs/05_show.ipynb #fa23b9d7
-def show_cam_grid(images: Tensor, # decoded images [n, 3, H, W]
-                  maps: Tensor, # maps [n, k, h, w]: k columns per image
+def show_cam_grid(images: Tensor, # decoded inputs [n, 3, H, W] (signals [n, c, L], volumes/clips [n, c, D, H, W])
+                  maps: Tensor, # maps [n, k, h, w] (signals [n, k, l], volumes [n, k, d, h, w]): k per item
                   titles=None, # a title per map, as a nested list [n][k]
-                  show_image: bool = True, # add a column with the plain image first
-                  figsize=None, # the figure size; about 3 inches per panel if None
-                  suptitle: str | None = None, # a title over the whole grid
+                  show_image: bool = True, # add a column with the plain input first (images and signals)
+                  figsize=None, # the figure size; about 2.6 inches per panel if None
+                  suptitle: str | None = None, # a title over the grid
+                  slices=8, # volumes: how many evenly spaced slices (frames) per row, or a list of their indices
                   **kwargs # passed to `show_cam` (alpha, cmap, ...)
                  ):
-    "Draw `maps` over `images` in a grid (one row per image); returns the figure."
-    if maps.ndim != 4 or len(maps) != len(images):
-        raise ValueError(f"maps must be [n, k, h, w] with one row per image; got {tuple(maps.shape)} for {len(images)} "
-                         f"images")
+    "Draw `maps` over their inputs in a grid (one row per item, per item and map for volumes); returns the figure."
+    if maps.ndim not in (3, 4, 5) or len(maps) != len(images):
+        raise ValueError(f"maps must be [n, k, *spatial] ([n, k, h, w] for images) with one row per item; got "
+                         f"{tuple(maps.shape)} for {len(images)} items")
     n, k = maps.shape[:2]
-    cols = k + int(show_image)
-    fig, axs = plt.subplots(n, cols, figsize=figsize or (2.6 * cols, 2.6 * n), squeeze=False)
-    for i in range(n):
-        if show_image: _as_image(images[i]).show(ctx=axs[i, 0])
-        for j in range(k):
-            title = titles[i][j] if titles is not None else None
-            show_cam(images[i], maps[i, j], ctx=axs[i, j + int(show_image)], title=title, **kwargs)
+    title = lambda i, j: titles[i][j] if titles is not None else None  # noqa: E731
+    if maps.ndim == 5:
+        D = images.shape[-3]
+        cols = len(_slice_indices(D, slices))
+        fig, axs = plt.subplots(n * k, cols, figsize=figsize or (2.2 * cols, 2.3 * n * k), squeeze=False)
+        for i in range(n):
+            for j in range(k):
+                show_cam(images[i], maps[i, j], ctx=axs[i * k + j], title=title(i, j), slices=slices, **kwargs)
+    else:
+        cols = k + int(show_image)
+        size = (2.6 * cols, 2.6 * n) if maps.ndim == 4 else (3.6 * cols, 2.2 * n)
+        fig, axs = plt.subplots(n, cols, figsize=figsize or size, squeeze=False)
+        for i in range(n):
+            if show_image and maps.ndim == 4: _as_image(images[i]).show(ctx=axs[i, 0])
+            if show_image and maps.ndim == 3: _plot_signal(_plain(images[i]).reshape(-1, images.shape[-1]), axs[i, 0])
+            for j in range(k):
+                show_cam(images[i], maps[i, j], ctx=axs[i, j + int(show_image)], title=title(i, j), **kwargs)
     if suptitle: fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
