@@ -4,18 +4,21 @@
 
 # %% ../nbs/03_engine.ipynb #c7852ef4
 from __future__ import annotations
+import inspect
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .hook import Hooks
-from .layers import default_layer, find_layer, inside_attention, layer_name, layer_reshape, unwrap_model
-from .targets import RegionTarget, check_cls, resolve_targets
+from .layers import (batch_items, default_layer, find_layer, inside_attention, layer_name, layer_reshape,
+                            main_input, model_inputs, run_model, unwrap_model)
+from .targets import RegionTarget, check_cls, model_logits, resolve_targets
 
 # %% auto #0
-__all__ = ['model_device', 'check_batch', 'probabilities', 'eval_mode', 'as_float', 'normalize_maps', 'has_hooks',
-           'class_gradients', 'CAMResult', 'fuse_maps', 'CAMMethod']
+__all__ = ['model_device', 'input_rank', 'check_batch', 'probabilities', 'eval_mode', 'as_float', 'normalize_maps', 'has_hooks',
+           'class_gradients', 'CAMResult', 'resize_maps', 'fuse_maps', 'CAMMethod']
 
 # %% ../nbs/03_engine.ipynb #a1041a4d
 def model_device(model: nn.Module) -> torch.device | None:
@@ -23,15 +26,58 @@ def model_device(model: nn.Module) -> torch.device | None:
     p = next(model.parameters(), None)
     return None if p is None else p.device
 
+_AXES = {1: 'L', 2: 'H, W', 3: 'D, H, W'}
+
+def input_rank(model: nn.Module) -> int | None:
+    "The number of spatial axes (1, 2 or 3) of `model`'s first convolution; None for a model without one."
+    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    return None if conv is None else len(conv.kernel_size)
+
+def _inputs_taken(model: nn.Module) -> tuple:
+    "`(required names, most)`: the positional inputs `model.forward` needs, and how many it takes (None: any number)."
+    try: params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError): return [], None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in positional if p.default is p.empty]
+    return required, (None if any(p.kind == p.VAR_POSITIONAL for p in params) else len(positional))
+
+def _check_one_input(x: Tensor, rank: int | None):
+    if 3 <= x.ndim <= 5 and (rank is None or x.ndim == rank + 2): return
+    shape = tuple(x.shape)
+    if rank is None:
+        raise ValueError(f"x must be a batch [bs, c, L], [bs, c, H, W] or [bs, c, D, H, W], got shape {shape}: for "
+                         f"one item add the batch dimension with x[None]")
+    what = f"this model's first convolution is Conv{rank}d, so x must be a batch [bs, c, {_AXES[rank]}]"
+    fix = ("for one item add the batch dimension with x[None], or use learn.cam(item) / learn.cam_batch(items), "
+           "which prepare items" if x.ndim == rank + 1 else "pass inputs of the rank the model was built for")
+    raise ValueError(f"{what}, got shape {shape}: {fix}")
+
 def check_batch(x, model: nn.Module):
-    "Check that `x` is a batch `[bs, c, H, W]` on `model`'s device, before any work is done."
-    if not isinstance(x, Tensor): raise TypeError(f"x must be a tensor batch [bs, c, H, W], got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"x must be a batch [bs, c, H, W], got shape {tuple(x.shape)}: for one image add the batch "
-                         f"dimension with x[None], or use learn.cam(img) / learn.cam_batch(items), which prepare items")
+    "Check that `x` is a batch `[bs, c, *spatial]` (or a tuple of inputs) that `model` takes, on its device, before any work."
+    several = isinstance(x, (tuple, list))
+    inputs = model_inputs(x)
+    if not inputs or not all(isinstance(t, Tensor) for t in inputs):
+        got = [type(t).__name__ for t in inputs] if several else type(x).__name__
+        raise TypeError(f"x must be a tensor batch [bs, c, ...], or a tuple of tensors for a model with several "
+                        f"inputs, got {got}")
+    required, n = _inputs_taken(model)
+    if len(inputs) < len(required):
+        raise TypeError(f"this {type(model).__name__}'s forward takes {len(required)} inputs ({', '.join(required)}): "
+                        f"pass x as a tuple of {len(required)} batches, in that order")
+    if several:
+        if n is not None and len(inputs) > n:
+            raise TypeError(f"x is a tuple of {len(inputs)} inputs, but this {type(model).__name__}'s forward takes "
+                            f"{n}: pass one tensor batch, or the inputs the model's forward takes")
+        sizes = [len(t) if t.ndim else None for t in inputs]
+        if len(set(sizes)) > 1: raise ValueError(f"the inputs of x have different batch sizes {sizes}: pass one batch")
+        if main_input(x).ndim < 3:
+            raise ValueError(f"none of the inputs of x has spatial axes [bs, c, ...] (shapes "
+                             f"{[tuple(t.shape) for t in inputs]}), so there is nothing to map")
+    else: _check_one_input(x, input_rank(model))
     device = model_device(model)
-    if device is not None and device != x.device:
-        raise ValueError(f"x is on {x.device} but the model is on {device}: move the batch with x.to('{device}')")
+    for t in inputs:
+        if device is not None and device != t.device:
+            raise ValueError(f"x is on {t.device} but the model is on {device}: move the batch with x.to('{device}')")
 
 def probabilities(loss_func, # the learner's loss function; its `activation` turns logits into probabilities
                   logits: Tensor # the model's output [bs, n]
@@ -41,11 +87,15 @@ def probabilities(loss_func, # the learner's loss function; its `activation` tur
     return logits.float() if activation is None else activation(logits.float())
 
 # %% ../nbs/03_engine.ipynb #6473c219
-def _input_for(model: nn.Module, x: Tensor) -> Tensor:
-    "`x` in the precision of a model converted to half or bfloat16 (outside autocast, a float32 batch would not run)."
+def _input_for(model: nn.Module, x):
+    "Each input of `x` as a plain tensor, in the precision of a model converted to half or bfloat16."
     p = next((p for p in model.parameters() if p.is_floating_point()), None)
-    if p is not None and p.dtype in (torch.float16, torch.bfloat16) and x.dtype == torch.float32: return x.to(p.dtype)
-    return x
+    low = p is not None and p.dtype in (torch.float16, torch.bfloat16)
+    def prepare(t: Tensor) -> Tensor:
+        t = t.as_subclass(Tensor)  # fastai's tensor types (TensorImage) slow every op
+        return t.to(p.dtype) if low and t.dtype == torch.float32 else t  # outside autocast a float32 batch would not run
+    inputs = tuple(prepare(t) for t in model_inputs(x))
+    return inputs if isinstance(x, (tuple, list)) else inputs[0]
 
 
 # %% ../nbs/03_engine.ipynb #d53ee9b0
@@ -104,8 +154,8 @@ def class_gradients(scores: Tensor, # [bs, k] scores, part of a graph that leads
 # %% ../nbs/03_engine.ipynb #f626d364
 class _Capture:
     "Forward hooks on `layers` for one forward: keep each output, and start the autograd graph at the first."
-    def __init__(self, model: nn.Module, layers: list, grad: bool, reshapes: list, bs: int):
-        self.model, self.layers, self.grad, self.bs = model, layers, grad, bs
+    def __init__(self, model: nn.Module, layers: list, grad: bool, reshapes: list, bs: int, spatial_dims: int):
+        self.model, self.layers, self.grad, self.bs, self.spatial_dims = model, layers, grad, bs, spatial_dims
         self.reshapes = dict(zip(layers, reshapes))
         self.acts = {}
 
@@ -116,21 +166,24 @@ class _Capture:
     def __exit__(self, *args): self.hooks.remove()  # CallHook lets go of self.hook, so no cycle keeps the activations
 
     def check(self, module: nn.Module, output):
-        "Refuse an output that is not (or does not reshape to) a feature map `[bs, C, h, w]` of this batch."
-        name = layer_name(self.model, module)
+        "Refuse an output that is not (or does not reshape to) a feature map `[bs, C, *spatial]` of this batch."
+        name, rank = layer_name(self.model, module), self.spatial_dims
+        axes = {1: 'l', 2: 'h, w', 3: 'd, h, w'}.get(rank, '...')
         if not isinstance(output, Tensor):
             raise TypeError(f"layer {name!r} outputs a {type(output).__name__}, not a tensor: pick a layer that outputs "
-                            f"a feature map [bs, C, h, w]")
+                            f"a feature map [bs, C, {axes}]")
         reshape = self.reshapes[module]
-        if output.ndim != 4 and reshape is None:
-            raise ValueError(f"layer {name!r} outputs shape {tuple(output.shape)}, not a feature map [bs, C, h, w]: "
-                             f"pass reshape= to turn it into one (vit_reshape for tokens [bs, 1+h*w, C], "
-                             f"channels_last_reshape for [bs, h, w, C]), or pick another layer")
+        if output.ndim != rank + 2 and reshape is None:
+            hint = (" (vit_reshape for tokens [bs, 1+h*w, C], channels_last_reshape for [bs, h, w, C])"
+                    if rank == 2 else "")
+            raise ValueError(f"layer {name!r} outputs shape {tuple(output.shape)}, not a feature map [bs, C, {axes}] "
+                             f"like the input's {rank} spatial axes: pass reshape= to turn it into one{hint}, or pick "
+                             f"another layer")
         shape = tuple(reshape(output.detach()).shape) if reshape is not None else tuple(output.shape)
-        if len(shape) != 4 or shape[0] != self.bs:
-            raise ValueError(f"layer {name!r} gives shape {shape} after reshape, not a feature map [{self.bs}, C, h, w] "
-                             f"of this batch of {self.bs}: pick a layer of the main path (not inside an attention "
-                             f"block) or a reshape that returns [bs, C, h, w]")
+        if len(shape) != rank + 2 or shape[0] != self.bs:
+            raise ValueError(f"layer {name!r} gives shape {shape} after reshape, not a feature map [{self.bs}, C, "
+                             f"{axes}] of this batch of {self.bs}: pick a layer of the main path (not inside an "
+                             f"attention block) or a reshape that returns [bs, C, {axes}]")
         if module in self.acts:
             raise ValueError(f"layer {name!r} ran twice in one forward (a shared module): pick a layer that runs once")
 
@@ -147,25 +200,54 @@ class _Capture:
 @dataclass
 class CAMResult:
     "What one call of a method computed."
-    maps: Tensor | list # [bs, k, h, w] float32 maps; a list of them when several layers were asked for
-    logits: Tensor # [bs, n] the model's output for the batch
+    maps: Tensor | list # [bs, k, *spatial] float32 maps; a list of them when several layers were asked for
+    logits: Tensor | None # [bs, n] the model's logits for the batch (None when a target read an output without them)
     targets: Tensor # [bs, k] the class explained by each map
 
 # %% ../nbs/03_engine.ipynb #cd1752ed
-def fuse_maps(maps: list, # maps [bs, k, h_i, w_i] of the same items and classes, one per layer
-              size: tuple | None = None # the output size (h, w); default: the largest map's
+_LINEAR_MODES = {1: 'linear', 2: 'bilinear', 3: 'trilinear'}
+
+def resize_maps(maps: Tensor, # maps [..., *spatial] with 1 to 3 spatial axes, the last len(size)
+                size: tuple # the new spatial size: (l,), (h, w) or (d, h, w)
+               ) -> Tensor:
+    "`maps` resized over their trailing `len(size)` axes by (bi/tri)linear interpolation, corners not aligned."
+    size = tuple(size)
+    if len(size) not in _LINEAR_MODES or maps.ndim < len(size):
+        raise ValueError(f"size must have 1 to 3 axes and maps at least as many, got size {size} for maps of shape "
+                         f"{tuple(maps.shape)}")
+    lead = maps.shape[:-len(size)]
+    flat = maps.reshape(-1, 1, *maps.shape[-len(size):])  # [n, 1, *spatial]
+    out = F.interpolate(flat.float(), size=size, mode=_LINEAR_MODES[len(size)], align_corners=False)
+    return out.reshape(*lead, *size)
+
+def fuse_maps(maps: list, # maps [bs, k, *spatial_i] of the same items and classes, one per layer
+              size: tuple | None = None # the output's spatial size; default: the largest map's
              ) -> Tensor:
-    "One map `[bs, k, h, w]` from several: each scaled to [0, 1], upsampled bilinearly to `size`, element-wise max."
+    "One map `[bs, k, *spatial]` from several: each scaled to [0, 1], resized (bi/tri)linearly to `size`, element-wise max."
     if isinstance(maps, Tensor) or not len(maps): raise ValueError("fuse_maps takes a non-empty list of maps")
-    size = tuple(size) if size is not None else max((tuple(m.shape[-2:]) for m in maps), key=lambda s: s[0] * s[1])
+    size = tuple(size) if size is not None else max((tuple(m.shape[2:]) for m in maps), key=lambda s: math.prod(s))
     fused = None
     for m in maps:
-        m = normalize_maps(m)
-        if tuple(m.shape[-2:]) != size: m = F.interpolate(m, size=size, mode='bilinear', align_corners=False)
+        m = normalize_maps(m, spatial_dims=len(size))
+        if tuple(m.shape[2:]) != size: m = resize_maps(m, size)
         fused = m if fused is None else torch.maximum(fused, m)
     return fused
 
 # %% ../nbs/03_engine.ipynb #fbbe98c6
+def _logits_if_any(output) -> Tensor | None:
+    "The logits inside `output` when `model_logits` can tell, else None (a target reads the output itself)."
+    try: return model_logits(output)
+    except TypeError: return None
+
+def _refuse_detector(model: nn.Module):
+    "Refuse torchvision's detectors, whose maps would not line up with the input (see the note below)."
+    if type(getattr(model, 'transform', None)).__name__ == 'GeneralizedRCNNTransform':
+        raise ValueError(f"{type(model).__name__} is a torchvision detector: it resizes and pads each image inside "
+                         f"forward() and keeps boxes after non-maximum suppression, so a map of a backbone layer does "
+                         f"not line up with the input's pixels and the box it explains changes with the input. fastcam "
+                         f"does not explain detectors yet: explain a classifier on the same backbone, or use "
+                         f"pytorch-grad-cam's FasterRCNNBoxScoreTarget, whose maps lie on the resized, padded image")
+
 class CAMMethod:
     "Base class of every map method: one forward of `model` with hooks on `layer`, then `layer_map` per layer."
     needs_grad = True # whether the method uses the gradients of the scores
@@ -178,6 +260,7 @@ class CAMMethod:
                  relu: bool = True, # apply ReLU to the maps, as the papers do
                  fuse: bool = False): # with a list of layers, return one map fused by `fuse_maps` instead of a list
         self.model, self.reshape, self.relu, self.fuse = unwrap_model(model), reshape, relu, fuse
+        _refuse_detector(self.model)
         self.multi = isinstance(layer, (list, tuple))
         if fuse and not self.multi:
             raise ValueError(f"fuse=True combines the maps of several layers, but layer={layer!r} is one layer: pass a "
@@ -193,30 +276,31 @@ class CAMMethod:
                                  f"'blocks.11.norm1' in a timm ViT) or pass reshape= if you know the layout")
 
     def weights(self, A: Tensor, G: Tensor | None) -> Tensor:
-        "Channel weights `[bs, k, C]` from the activation `A` `[bs, C, h, w]` and gradients `G` `[bs, k, C, h, w]`."
+        "Channel weights `[bs, k, C]` from the activation `A` `[bs, C, *spatial]` and gradients `G` `[bs, k, C, *spatial]`."
         raise NotImplementedError(f"{type(self).__name__} must define weights() or layer_map()")
 
     def layer_map(self, A: Tensor, G: Tensor | None, targets: Tensor, logits: Tensor, x: Tensor) -> Tensor:
-        "Maps `[bs, k, h, w]` before ReLU; by default the channel-weighted sum of `A`."
+        "Maps `[bs, k, *spatial]` before ReLU; by default the channel-weighted sum of `A`."
         return torch.einsum('bkc,bc...->bk...', self.weights(A, G), A)  # any number of spatial axes
 
-    def _prepare(self, x: Tensor) -> list:
+    def _prepare(self, x) -> list:
         "Resolve a default layer from the batch, once; the reshape of each layer for this batch."
         if self.layers[0] is None: self.layers = [default_layer(self.model, x)[0]]  # found by running x
         return [self.reshape or layer_reshape(self.model, l, x) for l in self.layers]
 
     def compute(self,
-                x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
+                x, # a normalized batch [bs, c, *spatial] on the model's device, or a tuple of inputs
                 cls=None, # the classes to explain: None (predicted), int, [bs] or [bs, k]
                 topk: int | None = None, # explain the k highest-scoring classes instead
                 differentiable: bool = False, # keep the maps in the autograd graph of the parameters (training losses)
-                target=None # instead of `cls`/`topk`: a callable turning the output into scores [bs, k] (`RegionTarget`)
+                target=None # instead of `cls`/`topk`: a callable turning the model's raw output into scores [bs, k]
                ) -> CAMResult:
         "Maps, logits and targets for batch `x`, from one forward."
         check_batch(x, self.model)
-        if target is None: check_cls(cls, topk, len(x))
+        bs, spatial_dims = len(main_input(x)), main_input(x).ndim - 2
+        if target is None: check_cls(cls, topk, bs)
         else: self._check_target(target, cls, topk, x)
-        x = _input_for(self.model, x.as_subclass(Tensor))  # fastai's tensor types (TensorImage) slow every op
+        x = _input_for(self.model, x)
         if differentiable and not self.differentiable_maps:
             raise ValueError(f"{type(self).__name__}'s weights come from extra forwards without gradients, so its maps "
                              f"cannot be differentiable: use CAM or a gradient method (e.g. GradCAM) for a training loss")
@@ -227,23 +311,33 @@ class CAMMethod:
             reshapes = self._prepare(x)
             batched = not has_hooks(self.model)  # before ours are added
             grad_mode = torch.enable_grad() if differentiable else torch.no_grad()  # the whole graph, or from the layer
-            with _Capture(self.model, self.layers, self.needs_grad, reshapes, len(x)) as capture, grad_mode:
-                logits = self.model(x)
+            with _Capture(self.model, self.layers, self.needs_grad, reshapes, bs, spatial_dims) as capture, grad_mode:
+                output = run_model(self.model, x)
             acts = [capture.acts[l] for l in self.layers]
-            if target is None and logits.ndim == 4:  # a segmentation output: the class over its predicted pixels
-                target = RegionTarget(cls)
-                self._check_target(target, None, topk, x)
+            logits = model_logits(output) if target is None else _logits_if_any(output)
+            if target is None and logits.ndim > 2: target = self._region_target(logits, cls, topk, x)
             with torch.set_grad_enabled(self.needs_grad or differentiable):
-                targets, scores = self._scores(logits, cls, topk, target)
+                targets, scores = self._scores(output, logits, cls, topk, target, bs)
             grads = [None] * len(acts)
             if self.needs_grad:
                 with torch.enable_grad(): grads = class_gradients(scores, acts, batched, differentiable)
             # maps in float32, whatever precision the model ran in; in the graph only when asked for
-            with torch.autocast(x.device.type, enabled=False), torch.set_grad_enabled(differentiable):
+            with torch.autocast(main_input(x).device.type, enabled=False), torch.set_grad_enabled(differentiable):
                 maps = [self._layer_maps(a, g, r, targets, logits, x)
                         for a, g, r in zip(acts, grads, reshapes)]
-        if self.fuse: return CAMResult(fuse_maps(maps), logits.detach(), targets)
-        return CAMResult(maps if self.multi else maps[0], logits.detach(), targets)
+        logits = None if logits is None else logits.detach()
+        if self.fuse: return CAMResult(fuse_maps(maps), logits, targets)
+        return CAMResult(maps if self.multi else maps[0], logits, targets)
+
+    def _region_target(self, logits: Tensor, cls, topk, x) -> RegionTarget:
+        "The target of a segmentation output `[bs, n, H, W]`: the class over its predicted pixels."
+        if logits.ndim != 4:
+            raise ValueError(f"the model outputs logits of shape {tuple(logits.shape)}, a score per position rather "
+                             f"than per item: fastcam explains segmentation outputs [bs, n, H, W] (RegionTarget); "
+                             f"for another layout pass target=, a callable returning scores [bs, k]")
+        target = RegionTarget(cls)
+        self._check_target(target, None, topk, x)
+        return target
 
     def _check_target(self, target, cls, topk, x):
         "Refuse a target this method cannot explain, or one that does not fit `x`, before any work."
@@ -255,37 +349,37 @@ class CAMMethod:
         if self.needs_class_targets:
             raise ValueError(f"{type(self).__name__} explains class logits by their index, not a target's scores: "
                              f"use a gradient method (e.g. GradCAM) with target=")
-        if hasattr(target, 'check'): target.check(x)
+        if hasattr(target, 'check'): target.check(main_input(x))
 
-    def _scores(self, logits: Tensor, cls, topk, target) -> tuple:
+    def _scores(self, output, logits: Tensor | None, cls, topk, target, bs: int) -> tuple:
         "`(targets [bs, k], scores [bs, k])`: the class behind each score (-1 if none) and the scores to explain."
-        bs = len(logits)
         if target is None:
             targets = resolve_targets(logits.detach(), cls, topk)
             return targets, logits.gather(1, targets)
-        scores = target(logits)
+        scores = target(output)
         if not isinstance(scores, Tensor) or scores.ndim != 2 or scores.shape[0] != bs:
             raise ValueError(f"the target must return scores [bs, k] = [{bs}, k], got "
                              f"{tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__}")
-        classes = target.classes(logits) if hasattr(target, 'classes') else None
+        classes = target.classes(output) if hasattr(target, 'classes') else None
         if classes is None: classes = torch.full(scores.shape, -1, dtype=torch.long, device=scores.device)
         return classes, scores
 
     def _layer_maps(self, a, g, reshape, targets, logits, x):
         as_maps = as_float if reshape is None else (lambda t: as_float(reshape(t)))
-        A = as_maps(a)  # [bs, C, h, w]
+        A = as_maps(a)  # [bs, C, *spatial]
         G = None
         if g is not None:
             bs, k = g.shape[:2]
-            G = as_maps(g.flatten(0, 1)).unflatten(0, (bs, k))  # [bs, k, C, h, w]
-        maps = self.layer_map(A, G, targets, logits.float(), x)
+            G = as_maps(g.flatten(0, 1)).unflatten(0, (bs, k))  # [bs, k, C, *spatial]
+        maps = self.layer_map(A, G, targets, None if logits is None else logits.float(), x)
         return maps.relu() if self.relu else maps
 
-    def __call__(self, x: Tensor, cls=None, topk: int | None = None, differentiable: bool = False, target=None):
-        "Maps `[bs, k, h, w]` (float32, on `x`'s device) for batch `x`; a list of them for several layers."
+    def __call__(self, x, cls=None, topk: int | None = None, differentiable: bool = False, target=None):
+        "Maps `[bs, k, *spatial]` (float32, on `x`'s device) for batch `x`; a list of them for several layers."
         return self.compute(x, cls, topk, differentiable, target).maps
 
     def __repr__(self):
         names = [layer_name(self.model, l) if l is not None else 'auto' for l in self.layers]
         return f"{type(self).__name__}(layer={names if self.multi else names[0]!r}{', fuse=True' if self.fuse else ''})"
+
 

@@ -11,8 +11,9 @@ from torch import nn, Tensor
 from .hook import Hooks
 
 # %% auto #0
-__all__ = ['is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'tiny_model', 'vit_reshape', 'channels_last_reshape',
-           'inside_attention', 'last_feature_layer', 'layer_reshape', 'default_layer', 'leaf_modules', 'modules_after']
+__all__ = ['is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'model_inputs', 'main_input', 'batch_items', 'run_model',
+           'tiny_model', 'vit_reshape', 'channels_last_reshape', 'inside_attention', 'last_feature_layer',
+           'layer_reshape', 'default_layer', 'leaf_modules', 'modules_after']
 
 # %% ../nbs/01_layers.ipynb #0a69d4a4
 def is_body_head(model: nn.Module) -> bool:
@@ -62,16 +63,42 @@ def find_layer(model: nn.Module, # the model that contains the layer
     raise ValueError(f"no layer named {layer!r} in this model; nearest names: {near}. "
                      f"All names: [n for n, _ in model.named_modules()]")
 
+# %% ../nbs/01_layers.ipynb #660a1556
+def model_inputs(x) -> tuple:
+    "The model's positional inputs for batch `x`: `(x,)` for a tensor, the items of a tuple or list of several inputs."
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+def main_input(x) -> Tensor:
+    "The first input of batch `x` with spatial axes (`[bs, c, ...]`), else its first input."
+    inputs = model_inputs(x)
+    return next((t for t in inputs if isinstance(t, Tensor) and t.ndim >= 3), inputs[0])
+
+def batch_items(x, index):
+    "Items `index` (a slice or index tensor) of every input of batch `x`, in `x`'s structure."
+    inputs = tuple(t[index] if isinstance(t, Tensor) else t for t in model_inputs(x))
+    return inputs if isinstance(x, (tuple, list)) else inputs[0]
+
+def run_model(model: nn.Module, x):
+    "The output of `model` for batch `x`, whose inputs are passed as positional arguments."
+    return model(*model_inputs(x))
+
 # %% ../nbs/01_layers.ipynb #34fb8d21
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_AVG_POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+
 def tiny_model(n_classes: int = 5, # the number of classes
                channels: int = 6, # the channels of the body's output
-               seed: int = 0 # seed of the random weights
+               seed: int = 0, # seed of the random weights
+               spatial_dims: int = 2, # 1 for signals [bs, 3, L], 2 for images [bs, 3, H, W], 3 for volumes [bs, 3, D, H, W]
+               in_channels: int = 3 # the channels of the input
               ) -> nn.Module:
     "A small fastai-layout model (`nn.Sequential(body, head)`, a CAM-ready head) in eval mode, for examples and tests."
+    if spatial_dims not in _CONV: raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
     torch.manual_seed(seed)
-    body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, channels, 3, stride=2, padding=1),
+    conv = _CONV[spatial_dims]
+    body = nn.Sequential(conv(in_channels, 8, 3, padding=1), nn.ReLU(), conv(8, channels, 3, stride=2, padding=1),
                          nn.ReLU())
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(channels), nn.Dropout(0.5),
+    head = nn.Sequential(_AVG_POOL[spatial_dims](1), nn.Flatten(), nn.BatchNorm1d(channels), nn.Dropout(0.5),
                          nn.Linear(channels, n_classes))
     model = nn.Sequential(body, head)
     with torch.no_grad():  # give BatchNorm non-trivial statistics, as training would
@@ -154,23 +181,30 @@ def _outputs(model: nn.Module, x: Tensor) -> list:
     def record(m, i, o):
         if isinstance(o, Tensor): seen.append((m, tuple(o.shape)))
     names = {m: n for n, m in model.named_modules()}
-    with Hooks([m for m in model.modules() if m is not model], fn=record), torch.no_grad(): model(x[:1])
+    with Hooks([m for m in model.modules() if m is not model], fn=record), torch.no_grad():
+        run_model(model, batch_items(x, slice(0, 1)))
     return [(names.get(m, '?'), m, shape) for m, shape in seen]
 
+def _divides(sizes: tuple, extents: tuple) -> bool:
+    "Whether each of `sizes` is its input extent divided by one common stride (rounded either way, as padded convolutions do)."
+    return any(all(n in (N // s, -(-N // s)) for n, N in zip(sizes, extents)) for s in range(1, max(extents) + 1))
+
 def _is_image_grid(shape: tuple, image: tuple) -> bool:
-    "Whether `shape` `[1, C, h, w]` is the image `(H, W)` divided by one stride in both directions, with h*w > 1."
-    if len(shape) != 4 or shape[0] != 1 or shape[2] * shape[3] <= 1: return False
-    (H, W), (h, w) = image, shape[2:]
-    return any(h in (H // s, -(-H // s)) and w in (W // s, -(-W // s)) for s in range(1, max(H, W) + 1))
+    "Whether `shape` `[1, C, *spatial]` is the input's extent `image` divided by strides, with more than one position."
+    if len(shape) != len(image) + 2 or shape[0] != 1 or math.prod(shape[2:]) <= 1: return False
+    if len(image) == 3:  # a volume or a clip: time (or depth) may be strided differently from height and width
+        return _divides(shape[2:3], image[:1]) and _divides(shape[3:], image[1:])
+    return _divides(shape[2:], image)
 
 def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
-    "The last module of `model` to output a feature map of the main path `[bs, C, h, w]`, found by running `x[:1]`."
-    outputs = _outputs(model, x)
-    maps = [m for name, m, shape in outputs if _is_image_grid(shape, tuple(x.shape[-2:]))
+    "The last module of `model` to output a feature map of the main path `[bs, C, *spatial]`, found by running `x[:1]`."
+    outputs, extent = _outputs(model, x), tuple(main_input(x).shape[2:])
+    maps = [m for name, m, shape in outputs if _is_image_grid(shape, extent)
             and not isinstance(m, nn.Identity) and inside_attention(model, m) is None and not _is_attention(m)]
     if maps: return maps[-1]
-    shown = ', '.join([f"{name!r}: {list(shape)}" for name, m, shape in outputs if len(shape) in (3, 4)][-12:])
-    raise ValueError(f"no layer of this {type(model).__name__} outputs a feature map [bs, C, h, w] of the image, so "
+    shown = ', '.join([f"{name!r}: {list(shape)}" for name, m, shape in outputs if len(shape) in (3, 4, 5)][-12:])
+    axes = {1: 'l', 2: 'h, w', 3: 'd, h, w'}.get(len(extent), '...')
+    raise ValueError(f"no layer of this {type(model).__name__} outputs a feature map [bs, C, {axes}] of the input, so "
                      f"there is no default: pass layer= (a module or dotted name), and reshape= for a layer that "
                      f"outputs tokens [bs, tokens, C] (vit_reshape) or channels-last maps (channels_last_reshape). "
                      f"The last candidates, with their output shapes for one item: {shown}")
@@ -180,7 +214,8 @@ def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
 def _token_reshape(vit: nn.Module, x: Tensor):
     "The `vit_reshape` for `vit`'s patch grid on images of `x`'s size."
     _, patch, prefix = _vit_spec(vit)
-    return vit_reshape(x.shape[-2] // patch[0], x.shape[-1] // patch[1], prefix)
+    H, W = main_input(x).shape[-2:]
+    return vit_reshape(H // patch[0], W // patch[1], prefix)
 
 def layer_reshape(model: nn.Module, # the model
                   layer: nn.Module, # a layer of the model
@@ -196,7 +231,8 @@ def layer_reshape(model: nn.Module, # the model
 
 def _channels_last_if(family: nn.Module, x: Tensor):
     "A reshape that permutes 4-D outputs whose last dimension is one of `family`'s stage widths at that stage's size."
-    stages = {(x.shape[-2] // f['reduction'], x.shape[-1] // f['reduction'], f['num_chs'])
+    H, W = main_input(x).shape[-2:]
+    stages = {(H // f['reduction'], W // f['reduction'], f['num_chs'])
               for f in getattr(family, 'feature_info', [])}
     def reshape(t: Tensor) -> Tensor:
         if t.ndim == 4 and (tuple(t.shape[1:]) in stages or not stages): return channels_last_reshape(t)

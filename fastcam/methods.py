@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
 from .hook import CallHook, Hooks
-from .layers import find_layer, layer_name, leaf_modules, modules_after, unwrap_model
+from .layers import batch_items, find_layer, layer_name, leaf_modules, modules_after, run_model, unwrap_model
 from .layers import vit_reshape  # noqa: F401  (importable from here since issue 12)
-from .targets import check_int
-from .engine import CAMMethod, as_float, normalize_maps
+from .targets import check_int, model_logits
+from .engine import CAMMethod, as_float, normalize_maps, resize_maps
 
 # %% auto #0
 __all__ = ['METHODS', 'register_method', 'method_by_name', 'method_label', 'NotCAMReadyError', 'fold_head', 'CAM', 'GradCAM',
@@ -55,8 +55,13 @@ _CAM_FIX = ("Use Grad-CAM instead (GradCAM, or method='gradcam'), which works wi
             "with a CAM-ready head: vision_learner(..., concat_pool=False, lin_ftrs=[]) or fastcam's cam_learner.")
 
 # %% ../nbs/04_methods.ipynb #967fb14c
+_GLOBAL_POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+_FLATTENS = ('Flatten', 'Reshape', 'Squeeze') # fastai's and tsai's; `check_exact` catches one that is not a flatten
+
 def _is_global_avg_pool(m: nn.Module) -> bool:
-    return isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1))
+    "Average pooling to one value per channel, over any number of spatial axes."
+    size = m.output_size if isinstance(m, _GLOBAL_POOLS) else None
+    return size is not None and all(s == 1 for s in ((size,) if isinstance(size, int) else size))
 
 def fold_head(modules: list # the leaf modules that run after the layer, in order
              ) -> tuple:
@@ -64,7 +69,7 @@ def fold_head(modules: list # the leaf modules that run after the layer, in orde
     M, v = None, None  # the affine map so far: features -> M @ features + v
     for m in modules:
         if isinstance(m, (nn.Identity, nn.Flatten, nn.Dropout)) or _is_global_avg_pool(m): continue
-        if type(m).__name__ == 'Flatten': continue  # fastai's own Flatten
+        if type(m).__name__ in _FLATTENS: continue
         if isinstance(m, nn.Linear): scale, shift = m.weight, m.bias
         elif isinstance(m, nn.BatchNorm1d) and m.track_running_stats:
             s = (m.running_var + m.eps).rsqrt()
@@ -105,7 +110,7 @@ class CAM(CAMMethod):
         def record(m, i, o):
             if seen and m is not layer: after.append(m)
         with CallHook(layer, lambda m, i, o: seen.append(True)), Hooks(leaf_modules(self.model), fn=record):
-            with torch.no_grad(): self.model(x[:1])
+            with torch.no_grad(): run_model(self.model, batch_items(x, slice(0, 1)))
         return after
 
     def head(self) -> tuple:
@@ -120,7 +125,7 @@ class CAM(CAMMethod):
         return super()._layer_maps(a, g, reshape, targets, logits, x)
 
     def check_exact(self,
-                    A: Tensor, # the layer's activation [bs, C, h, w], float32
+                    A: Tensor, # the layer's activation [bs, C, *spatial], float32
                     logits: Tensor, # the model's output [bs, n], float32
                     precision: torch.dtype # the precision the forward ran in (bfloat16 under autocast)
                    ):
@@ -175,9 +180,9 @@ def cam_method(model: nn.Module, # the model to explain
 class GradCAMPlusPlus(CAMMethod):
     "Grad-CAM++ (Chattopadhay et al., 2018, https://arxiv.org/abs/1710.11063): positive gradients weighted by alpha."
     def weights(self, A, G):
-        S = A.sum((-2, -1))[:, None, :, None, None]  # [bs, 1, C, 1, 1]
-        denominator = 2 + S * G  # [bs, k, C, h, w]
-        return torch.where((G > 0) & (denominator != 0), G / denominator, 0).sum((-2, -1))  # [bs, k, C]
+        S = A.flatten(2).sum(-1).view(*A.shape[:2], *[1] * (A.ndim - 2))[:, None]  # [bs, 1, C, 1, ...]
+        denominator = 2 + S * G  # [bs, k, C, *spatial]
+        return torch.where((G > 0) & (denominator != 0), G / denominator, 0).flatten(3).sum(-1)  # [bs, k, C]
 
 register_method(GradCAMPlusPlus, 'gradcam++', 'gradcampp', 'gradcamplusplus')
 
@@ -185,22 +190,22 @@ register_method(GradCAMPlusPlus, 'gradcam++', 'gradcampp', 'gradcamplusplus')
 class XGradCAM(CAMMethod):
     "XGrad-CAM (Fu et al., 2020, https://arxiv.org/abs/2008.02312): gradients averaged with the activation as weight."
     def weights(self, A, G):
-        S = A.sum((-2, -1))  # [bs, C]
-        return torch.einsum('bkchw,bchw->bkc', G, A) / torch.where(S != 0, S, 1)[:, None]
+        S = A.flatten(2).sum(-1)  # [bs, C]
+        return torch.einsum('bkc...,bc...->bkc', G, A) / torch.where(S != 0, S, 1)[:, None]
 
 register_method(XGradCAM, 'xgradcam')
 
 # %% ../nbs/04_methods.ipynb #8af8f004
 class HiResCAM(CAMMethod):
     "HiResCAM (Draelos & Carin, 2020, https://arxiv.org/abs/2011.08891): gradient times activation, at each position."
-    def layer_map(self, A, G, targets, logits, x): return torch.einsum('bkchw,bchw->bkhw', G, A)
+    def layer_map(self, A, G, targets, logits, x): return torch.einsum('bkc...,bc...->bk...', G, A)
 
 register_method(HiResCAM, 'hirescam')
 
 # %% ../nbs/04_methods.ipynb #755c7a1a
 class LayerCAM(CAMMethod):
     "LayerCAM (Jiang et al., 2021, https://doi.org/10.1109/TIP.2021.3089943): positive gradients times activation."
-    def layer_map(self, A, G, targets, logits, x): return torch.einsum('bkchw,bchw->bkhw', G.relu(), A)
+    def layer_map(self, A, G, targets, logits, x): return torch.einsum('bkc...,bc...->bk...', G.relu(), A)
 
 register_method(LayerCAM, 'layercam')
 
@@ -209,13 +214,13 @@ class EigenCAM(CAMMethod):
     "Eigen-CAM (Muhammad & Yeasin, 2020, https://arxiv.org/abs/2008.00299): the activation's first principal component."
     needs_grad = False
     def layer_map(self, A, G, targets, logits, x):
-        bs, C, h, w = A.shape
-        points = A.flatten(2).transpose(1, 2)  # [bs, hw, C]
+        bs, spatial = A.shape[0], A.shape[2:]
+        points = A.flatten(2).transpose(1, 2)  # [bs, positions, C]
         points = points - points.mean(1, keepdim=True)
         U, S, Vh = torch.linalg.svd(points, full_matrices=False)
         sign = torch.where(Vh[:, 0].sum(-1) < 0, -1.0, 1.0)  # [bs]: v1's entries sum to a positive number
-        projection = (U[:, :, 0] * S[:, :1] * sign[:, None]).view(bs, 1, h, w)
-        return projection.expand(bs, targets.shape[1], h, w).contiguous()
+        projection = (U[:, :, 0] * S[:, :1] * sign[:, None]).view(bs, 1, *spatial)
+        return projection.expand(bs, targets.shape[1], *spatial).contiguous()
 
 register_method(EigenCAM, 'eigencam')
 
@@ -252,29 +257,39 @@ class ScoreCAM(CAMMethod):
         self.batch_size, self.progress, self.align_corners = batch_size, progress, align_corners
         self.channels_last = channels_last
 
+    def _prepare(self, x) -> list:
+        if isinstance(x, (tuple, list)):
+            raise ValueError(f"{type(self).__name__} masks the model's input, and this model takes {len(x)} inputs: use "
+                             f"a gradient method (e.g. GradCAM), which maps any one of them")
+        return super()._prepare(x)
+
     def masks(self, A: Tensor, size: tuple) -> Tensor:
-        "Each map of `A` `[m, h, w]` upsampled to `size` and scaled to [0, 1]: `[m, 1, H, W]`."
-        return normalize_maps(F.interpolate(A[:, None], size=size, mode='bilinear', align_corners=self.align_corners))
+        "Each map of `A` `[m, *spatial]` upsampled to the input's `size` and scaled to [0, 1]: `[m, 1, *size]`."
+        if len(size) == 2:  # pytorch-grad-cam's corners, on images
+            up = F.interpolate(A[:, None], size=size, mode='bilinear', align_corners=self.align_corners)
+        else: up = resize_maps(A[:, None], size)
+        return normalize_maps(up, spatial_dims=len(size))
 
     @torch.no_grad()
     def channel_scores(self, A: Tensor, x: Tensor, targets: Tensor) -> Tensor:
-        "The scores `[bs, k, C]` of `targets` for `x` masked by each channel of `A` `[bs, C, h, w]`."
+        "The scores `[bs, k, C]` of `targets` for `x` masked by each channel of `A` `[bs, C, *spatial]`."
         bs, C = A.shape[:2]
         flat = A.flatten(2)
         live = (flat.amax(-1) > flat.amin(-1)).nonzero()  # [m, 2]: (item, channel) pairs whose mask is not all zero
         scores = A.new_zeros(bs, targets.shape[1], C)  # [bs, k, C]
         if len(live) < bs * C:  # the other channels mask the input to zero: score the zero image once
-            scores[:] = self.model(torch.zeros_like(x[:1])).float()[0, targets][..., None]
+            scores[:] = model_logits(self.model(torch.zeros_like(x[:1]))).float()[0, targets][..., None]
         channels_last = x.device.type == 'cpu' if self.channels_last is None else self.channels_last
-        layout = torch.channels_last if channels_last else torch.contiguous_format
+        layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.ndim) if channels_last else None
+        layout = layout or torch.contiguous_format
         def masked_logits(item, channel):
-            masked = x[item] * self.masks(A[item, channel], x.shape[-2:]).to(x.dtype)  # [m, c, H, W]
-            return self.model(masked.contiguous(memory_format=layout))  # [m, n]
+            masked = x[item] * self.masks(A[item, channel], x.shape[2:]).to(x.dtype)  # [m, c, *spatial]
+            return model_logits(self.model(masked.contiguous(memory_format=layout)))  # [m, n]
         return score_live_channels(live, masked_logits, targets, scores, self.batch_size, self.progress)
 
     def layer_map(self, A, G, targets, logits, x):
         weights = self.channel_scores(A, x, targets).softmax(-1)  # [bs, k, C]
-        return torch.einsum('bkc,bchw->bkhw', weights, A)
+        return torch.einsum('bkc,bc...->bk...', weights, A)
 
 register_method(ScoreCAM, 'scorecam')
 
@@ -314,13 +329,13 @@ class AblationCAM(CAMMethod):
 
     @torch.no_grad()
     def ablated_scores(self, A: Tensor, targets: Tensor, logits: Tensor) -> Tensor:
-        "The scores `[bs, k, C]` of `targets` with each channel of `A` `[bs, C, h, w]` zeroed in turn."
+        "The scores `[bs, k, C]` of `targets` with each channel of `A` `[bs, C, *spatial]` zeroed in turn."
         tail = self._tail()
         bs, C = A.shape[:2]
         scores = logits.gather(1, targets)[..., None].repeat(1, 1, C)  # [bs, k, C]; a zero channel: nothing changes
         live = A.flatten(2).ne(0).any(-1).nonzero()  # [m, 2] (item, channel)
         def ablated_logits(item, channel):
-            out = A[item]  # [m, C, h, w], a copy
+            out = A[item]  # [m, C, *spatial], a copy
             out[torch.arange(len(item)), channel] = 0
             for module in tail: out = module(out)
             return out
@@ -329,7 +344,7 @@ class AblationCAM(CAMMethod):
     def layer_map(self, A, G, targets, logits, x):
         score = logits.gather(1, targets)[..., None]  # [bs, k, 1]
         weights = (score - self.ablated_scores(A, targets, logits)) / score  # [bs, k, C]
-        return torch.einsum('bkc,bchw->bkhw', weights, A)
+        return torch.einsum('bkc,bc...->bk...', weights, A)
 
 register_method(AblationCAM, 'ablationcam')
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['check_int', 'check_index', 'check_fraction', 'check_cls', 'resolve_targets', 'RegionTarget']
+__all__ = ['check_int', 'check_index', 'check_fraction', 'check_cls', 'resolve_targets', 'model_logits', 'RegionTarget']
 
 # %% ../nbs/02_targets.ipynb #3c70b154
 def check_int(value, # the value to check
@@ -83,6 +83,20 @@ def resolve_targets(logits: Tensor, # the model's output [bs, n]
                          f"index below {n} or a name from learn.dls.vocab")
     return t
 
+# %% ../nbs/02_targets.ipynb #b84b7bc6
+def model_logits(output # what the model returned: a tensor, a tuple or list, a dict, or an object with `.logits`
+                ) -> Tensor:
+    "The logits tensor inside a model's `output`: itself, its `.logits`, its `'logits'` key, or its first element."
+    if isinstance(output, Tensor): return output
+    logits = getattr(output, 'logits', None)
+    if logits is None and isinstance(output, dict): logits = output.get('logits')
+    if logits is None and isinstance(output, (tuple, list)) and len(output): logits = output[0]
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"the model returns a {type(output).__name__}, and fastcam cannot tell which part of it are the "
+                        f"logits: pass target=, a callable that turns the output into scores [bs, k], e.g. "
+                        f"target=lambda out: out['scores'][:, [1]]")
+    return logits
+
 # %% ../nbs/02_targets.ipynb #010aa030
 def _is_box(region) -> bool:
     return isinstance(region, (tuple, list)) and len(region) == 4 and all(isinstance(v, (int, float)) for v in region)
@@ -117,6 +131,7 @@ class RegionTarget:
 
     def classes(self, output: Tensor) -> Tensor:
         "The class of each score, `[bs, k]`."
+        output = model_logits(output)
         return resolve_targets(output.detach().flatten(2).mean(-1), self.cls)  # [bs, n] only for the checks
 
     def masks(self, output: Tensor, classes: Tensor) -> Tensor:
@@ -143,6 +158,7 @@ class RegionTarget:
 
     def __call__(self, output: Tensor) -> Tensor:
         "Scores `[bs, k]`: each class's logits summed over its region."
+        output = model_logits(output)
         if output.ndim != 4:
             raise ValueError(f"RegionTarget explains a segmentation output [bs, n, H, W], got shape "
                              f"{tuple(output.shape)}: for a classifier pass cls= instead")

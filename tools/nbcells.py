@@ -5,6 +5,7 @@
     python tools/nbcells.py replace nbs/03_engine.ipynb CELL_ID FILE      # FILE holds the new source ('-' for stdin)
     python tools/nbcells.py insert nbs/03_engine.ipynb AFTER_ID code|markdown FILE
     python tools/nbcells.py delete nbs/03_engine.ipynb CELL_ID
+    python tools/nbcells.py sub nbs/03_engine.ipynb CELL_ID OLD_FILE NEW_FILE  # replace one occurrence of a text
 """
 import json, sys, uuid
 from pathlib import Path
@@ -42,6 +43,11 @@ def main(cmd, path, *args):
         nb['cells'].insert(i + 1, new_cell(args[1], _read(args[2])))
         print(nb['cells'][i + 1]['id'])
     elif cmd == 'delete': del nb['cells'][_index(nb, args[0])]
+    elif cmd == 'sub':  # sub NB CELL OLD_FILE NEW_FILE: replace the one occurrence of OLD's text by NEW's in the cell
+        cell = nb['cells'][_index(nb, args[0])]
+        old, new, src = _read(args[1]), _read(args[2]), _src(cell)
+        if src.count(old) != 1: raise SystemExit(f"the old text occurs {src.count(old)} times in cell {args[0]}")
+        cell['source'] = _lines(src.replace(old, new))
     else: raise SystemExit(__doc__)
     _save(path, nb)
 
