@@ -54,9 +54,9 @@ def _is_signal(img: Tensor) -> bool: return any(c.__name__ == 'TSTensor' for c i
 
 def _input_ranks(img: Tensor) -> set:
     "The spatial ranks `img` can have: [L] or [c, L] a signal, [H, W] or [c, H, W] an image, [c, D, H, W] a volume."
-    if _is_signal(img): return {1}
-    if isinstance(img, TensorImageBase): return {2}
     one = img.ndim > 0 and img.shape[0] == 1  # a leading batch of one
+    if _is_signal(img): return {1} if img.ndim <= 2 or (img.ndim == 3 and one) else set()
+    if isinstance(img, TensorImageBase): return {2}
     return {1: {1}, 2: {1, 2}, 3: {2} | ({1} if one else set()), 4: {3} | ({2} if one else set()),
             5: {3} if one else set()}.get(img.ndim, set())
 
