@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .hook import Hooks
-from .layers import (batch_items, default_layer, find_layer, inside_attention, layer_name, layer_reshape,
+from .layers import (default_layer, find_layer, inside_attention, layer_name, layer_reshape,
                             main_input, model_inputs, run_model, unwrap_model)
 from .targets import RegionTarget, check_cls, model_logits, resolve_targets
 
@@ -206,18 +206,26 @@ class CAMResult:
 
 # %% ../nbs/03_engine.ipynb #cd1752ed
 _LINEAR_MODES = {1: 'linear', 2: 'bilinear', 3: 'trilinear'}
+_MODE_RANK = {'linear': 1, 'bilinear': 2, 'bicubic': 2, 'trilinear': 3}  # the modes that take one rank only
 
-def resize_maps(maps: Tensor, # maps [..., *spatial] with 1 to 3 spatial axes, the last len(size)
-                size: tuple # the new spatial size: (l,), (h, w) or (d, h, w)
+def resize_maps(maps: Tensor, # maps [..., *spatial], the last len(size) axes spatial
+                size: tuple, # the new spatial size: (l,), (h, w) or (d, h, w)
+                mode: str | None = None # `F.interpolate`'s mode; None: 'linear', 'bilinear' or 'trilinear' by rank
                ) -> Tensor:
-    "`maps` resized over their trailing `len(size)` axes by (bi/tri)linear interpolation, corners not aligned."
-    size = tuple(size)
-    if len(size) not in _LINEAR_MODES or maps.ndim < len(size):
-        raise ValueError(f"size must have 1 to 3 axes and maps at least as many, got size {size} for maps of shape "
-                         f"{tuple(maps.shape)}")
-    lead = maps.shape[:-len(size)]
-    flat = maps.reshape(-1, 1, *maps.shape[-len(size):])  # [n, 1, *spatial]
-    out = F.interpolate(flat.float(), size=size, mode=_LINEAR_MODES[len(size)], align_corners=False)
+    "Float `maps` resized over their trailing `len(size)` axes, corners not aligned."
+    size = tuple(int(s) for s in size)
+    n = len(size)
+    if n not in _LINEAR_MODES: raise ValueError(f"size must be (L,), (H, W) or (D, H, W), got {size}")
+    if maps.ndim < n:
+        raise ValueError(f"maps of shape {tuple(maps.shape)} have fewer than the {n} spatial axes of size {size}: "
+                         f"pass a size with one entry per spatial axis of the maps")
+    mode = mode or _LINEAR_MODES[n]
+    if _MODE_RANK.get(mode, n) != n:
+        raise ValueError(f"mode {mode!r} interpolates {_MODE_RANK[mode]}-D maps, but size {size} has {n} axes: "
+                         f"pass mode={_LINEAR_MODES[n]!r} (or None to pick it)")
+    lead, spatial = maps.shape[:-n], maps.shape[-n:]
+    out = F.interpolate(maps.reshape(math.prod(lead), 1, *spatial).float(), size=size, mode=mode,
+                        align_corners=False if mode in _MODE_RANK else None)  # [prod(lead), 1, *size]
     return out.reshape(*lead, *size)
 
 def fuse_maps(maps: list, # maps [bs, k, *spatial_i] of the same items and classes, one per layer

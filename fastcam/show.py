@@ -4,45 +4,27 @@
 
 # %% ../nbs/05_show.ipynb #01d6ca82
 from __future__ import annotations
-import math
 from pathlib import Path
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 import matplotlib.pyplot as plt
 from matplotlib import animation
 from fastai.torch_core import TensorImageBase
 from fastai.vision.core import TensorImage
-from .engine import normalize_maps  # noqa: F401  (its home is the engine; kept importable from here)
+from .engine import normalize_maps, resize_maps  # noqa: F401  (normalize_maps: kept importable from here)
 
 
 # %% auto #0
 __all__ = ['upsample_maps', 'show_cam', 'animate_cam', 'show_cam_grid']
 
 # %% ../nbs/05_show.ipynb #4b47f762
-_MODE_RANK = {'linear': 1, 'bilinear': 2, 'bicubic': 2, 'trilinear': 3}  # the modes that take one rank only
-_DEFAULT_MODE = {1: 'linear', 2: 'bilinear', 3: 'trilinear'}
-
 def upsample_maps(maps: Tensor, # maps [bs, k, *spatial], [bs, *spatial] or one map [*spatial]
                   size, # the input's extent: (L,), (H, W) or (D, H, W); an int is a square (size, size)
                   mode: str | None = None # `F.interpolate`'s mode; None: 'linear', 'bilinear' or 'trilinear' by rank
                  ) -> Tensor:
     "Float `maps` stretched to `size` over their last `len(size)` axes, corners not aligned (as `show_cam` draws them)."
-    size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-    n = len(size)
-    if n not in _DEFAULT_MODE: raise ValueError(f"size must be (L,), (H, W) or (D, H, W), got {size}")
-    if maps.ndim < n:
-        raise ValueError(f"maps of shape {tuple(maps.shape)} have fewer than the {n} spatial axes of size {size}: "
-                         f"pass a size with one entry per spatial axis of the maps")
-    mode = mode or _DEFAULT_MODE[n]
-    if _MODE_RANK.get(mode, n) != n:
-        raise ValueError(f"mode {mode!r} interpolates {_MODE_RANK[mode]}-D maps, but size {size} has {n} axes: "
-                         f"pass mode={_DEFAULT_MODE[n]!r} (or None to pick it)")
-    lead, spatial = maps.shape[:-n], maps.shape[-n:]
-    out = F.interpolate(maps.reshape(math.prod(lead), 1, *spatial).float(), size=size, mode=mode,
-                        align_corners=False if mode in _MODE_RANK else None)  # [prod(lead), 1, *size]
-    return out.reshape(*lead, *size)
+    return resize_maps(maps, (size, size) if isinstance(size, int) else size, mode)  # one home: the engine's
 
 
 # %% ../nbs/05_show.ipynb #2da60a8b
