@@ -32,101 +32,137 @@ __all__ = ['pointing_game', 'pointing_game_pairs', 'box_masks', 'energy_in_box',
            'plot_randomization', 'cam_report']
 
 # %% ../nbs/10_metrics.ipynb #83717f31
-def _image_size(img_size) -> tuple:
-    "`img_size` as a pair (H, W) of positive numbers."
+_AXES = {1: 'L', 2: 'H, W', 3: 'D, H, W'}  # the input's axes for maps of each spatial rank
+_TUPLES = {1: 'a 1-tuple (L,)', 2: 'a pair (H, W)', 3: 'a triple (D, H, W)'}
+_LAYOUTS = {1: 'windows (start, end)', 2: 'boxes (x0, y0, x1, y1)', 3: 'boxes (d0, h0, w0, d1, h1, w1)'}
+
+def _extent(img_size, # the input's extent: a number (every axis) or one number per axis
+            rank: int = 2 # the spatial rank of the maps, as the boxes give it
+           ) -> tuple:
+    "`img_size` as `rank` positive numbers, the extent of the inputs the boxes refer to: (L,), (H, W) or (D, H, W)."
     is_number = lambda v: isinstance(v, Real) and not isinstance(v, bool)
-    pair = (img_size, img_size) if is_number(img_size) else img_size
-    ok = isinstance(pair, (tuple, list)) and len(pair) == 2 and all(is_number(v) and v > 0 for v in pair)
+    sizes = (img_size,) * rank if is_number(img_size) else img_size
+    ok = isinstance(sizes, (tuple, list)) and len(sizes) == rank and all(is_number(v) and v > 0 for v in sizes)
     if not ok:
-        raise ValueError(f"`img_size` must be a positive int or a pair (H, W), got {img_size!r}: "
-                         f"pass the size of the images the boxes refer to, e.g. 64 or (64, 64)")
-    return tuple(pair)
+        example = {1: '128 or (128,)', 2: '64 or (64, 64)', 3: '32 or (16, 32, 32)'}[rank]
+        hint = ''
+        if isinstance(sizes, (tuple, list)) and len(sizes) in _AXES and len(sizes) != rank:
+            hint = (f"; for {len(sizes)}-D maps pass {_LAYOUTS[len(sizes)]}, `boxes` of shape "
+                    f"[bs, {2 * len(sizes)}]")
+        raise ValueError(f"`img_size` must be a positive int or {_TUPLES[rank]}, got {img_size!r}: pass the size of the "
+                         f"{'images' if rank == 2 else 'inputs'} the {_LAYOUTS[rank].split()[0]} refer to, e.g. "
+                         f"{example}{hint}")
+    return tuple(sizes)
 
 # %% ../nbs/10_metrics.ipynb #dcd0dc26
-def _one_map_each(maps, what: str) -> Tensor:
-    "`maps` as `[bs, h, w]`, one map per image, or an error that says what `what` expects."
+def _one_map_each(maps, # what the caller was given as maps
+                  what: str, # the metric, for the message
+                  rank: int = 2 # the spatial rank the boxes give: 1, 2 or 3
+                 ) -> Tensor:
+    "`maps` as `[bs, *spatial]` with `rank` spatial axes, one map per item, or an error that says what `what` expects."
     if not isinstance(maps, Tensor):
         raise TypeError(f"`maps` must be a tensor, got {type(maps).__name__}: pass the maps as a method returns them")
-    if maps.ndim == 4 and maps.shape[1] == 1: maps = maps[:, 0]
-    if maps.ndim == 4:
-        raise ValueError(f"`maps` has {maps.shape[1]} maps per image (shape {tuple(maps.shape)}), {what} scores "
-                         f"one: pick one class, e.g. `maps[:, 0]` for the first target")
-    if maps.ndim != 3 or maps.shape[0] == 0:
-        raise ValueError(f"`maps` must have shape [bs, h, w] or [bs, 1, h, w] with bs > 0, got {tuple(maps.shape)}")
+    axes = {1: 'l', 2: 'h, w', 3: 'd, h, w'}[rank]
+    other = (f"; for {rank + 1}-D maps `boxes` must have shape [bs, {2 * rank + 2}] as {_LAYOUTS[rank + 1].split(' ', 1)[1]}"
+             if rank < 3 else '')
+    if maps.ndim == rank + 2 and maps.shape[1] == 1: maps = maps[:, 0]
+    if maps.ndim == rank + 2:
+        raise ValueError(f"`maps` has {maps.shape[1]} maps per {'image' if rank == 2 else 'item'} (shape "
+                         f"{tuple(maps.shape)}), {what} scores one: pick one class, e.g. `maps[:, 0]` for the first "
+                         f"target{other}")
+    if maps.ndim != rank + 1 or maps.shape[0] == 0:
+        given = next((r for r in (maps.ndim - 1, maps.ndim - 2) if r in _AXES and r != rank
+                      and (r == maps.ndim - 1 or maps.shape[1] == 1)), None)  # the rank these maps may have
+        hint = f"; for {given}-D maps pass {_LAYOUTS[given]}, `boxes` of shape [bs, {2 * given}]" if given else ''
+        raise ValueError(f"`maps` must have shape [bs, {axes}] or [bs, 1, {axes}] with bs > 0, got "
+                         f"{tuple(maps.shape)}{hint}")
     return maps
 
-def _boxes(boxes, bs: int, device) -> Tensor:
-    "`boxes` as a float tensor `[bs, 4]` on `device`, one per map."
+def _regions(boxes, # boxes [bs, 2], [bs, 4] or [bs, 6]: a tensor, array or list
+             device=None # where the result goes; None keeps a tensor's device
+            ) -> tuple:
+    "`(lo, hi, rank)`: the corners of `boxes` as float tensors `[bs, rank]` in the maps' axis order, and the rank."
     boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"`boxes` must have shape [bs, 4] as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
-    if boxes.shape[0] != bs:
-        raise ValueError(f"got {bs} maps but {boxes.shape[0]} boxes: pass one box per map, in the same order")
-    return boxes
+    if boxes.ndim != 2 or boxes.shape[1] not in (2, 4, 6):
+        raise ValueError(f"`boxes` must have shape [bs, 2], [bs, 4] or [bs, 6]: {_LAYOUTS[1]} for 1-D maps, "
+                         f"{_LAYOUTS[2]} for 2-D maps, {_LAYOUTS[3]} for 3-D maps; got {tuple(boxes.shape)}")
+    rank = boxes.shape[1] // 2
+    lo, hi = boxes[:, :rank], boxes[:, rank:]
+    if rank == 2: lo, hi = lo.flip(1), hi.flip(1)  # (x, y) to the maps' (row, column) order
+    return lo, hi, rank
+
+def _check_count(bs: int, boxes: Tensor):
+    "Refuse a number of boxes other than the number of maps."
+    if len(boxes) != bs:
+        raise ValueError(f"got {bs} maps but {len(boxes)} boxes: pass one box per map, in the same order")
 
 # %% ../nbs/10_metrics.ipynb #41a8d6c8
-def pointing_game(maps: Tensor, # maps at layer resolution, [bs, h, w] or [bs, 1, h, w]
-                  boxes, # object boxes (x0, y0, x1, y1) in image pixels, [bs, 4]: a tensor, array or list
-                  img_size, # size of the images the boxes refer to: an int or (H, W)
+def pointing_game(maps: Tensor, # maps at layer resolution: [bs, l], [bs, h, w] or [bs, d, h, w], with or without a 1 after bs
+                  boxes, # one per map: windows (start, end) [bs, 2], boxes (x0, y0, x1, y1) [bs, 4] or (d0, h0, w0, d1, h1, w1) [bs, 6]
+                  img_size, # extent of the inputs the boxes refer to: an int (every axis), or (L,), (H, W), (D, H, W)
                   reduce: bool = True # return the fraction of hits; False for a bool tensor [bs] of hits
                  ) -> float | Tensor:
     "Fraction of `maps` whose maximum cell has its centre inside its box in `boxes` (a hit per map if not `reduce`)."
-    maps = _one_map_each(maps, 'the pointing game')
-    H, W = _image_size(img_size)
-    bs, h, w = maps.shape
-    x0, y0, x1, y1 = _boxes(boxes, bs, maps.device).unbind(1)
-    flat = maps.reshape(bs, h * w).argmax(1)  # [bs]
-    cy = (torch.div(flat, w, rounding_mode='floor') + 0.5) * (H / h)  # [bs]
-    cx = (flat % w + 0.5) * (W / w)
-    hits = (cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)  # [bs]
+    if not isinstance(maps, Tensor): _one_map_each(maps, 'the pointing game')
+    lo, hi, rank = _regions(boxes, maps.device)
+    maps = _one_map_each(maps, 'the pointing game', rank)
+    extent = _extent(img_size, rank)
+    _check_count(len(maps), lo)
+    bs, spatial = len(maps), maps.shape[1:]
+    cells = torch.unravel_index(maps.reshape(bs, -1).argmax(1), spatial)  # rank tensors [bs]: the first maximum
+    centres = torch.stack([(i + 0.5) * (n / s) for i, s, n in zip(cells, spatial, extent)], 1)  # [bs, rank]
+    hits = ((centres >= lo) & (centres <= hi)).all(1)  # [bs]
     return hits.float().mean().item() if reduce else hits
 
 # %% ../nbs/10_metrics.ipynb #bcf735ab
-def pointing_game_pairs(maps: Tensor, # maps of every label, [n, c, h, w]
-                        boxes, # boxes [n, c, 4] in image pixels, NaN where the label is absent
-                        img_size, # size of the images the boxes refer to: an int or (H, W)
+def pointing_game_pairs(maps: Tensor, # maps of every label, [n, c, h, w] (or [n, c, l], [n, c, d, h, w])
+                        boxes, # boxes [n, c, 4] in image pixels ([n, c, 2], [n, c, 6]), NaN where the label is absent
+                        img_size, # extent of the inputs the boxes refer to: an int or (H, W) (or (L,), (D, H, W))
                         reduce: bool = True # the fraction of hits; False for a bool tensor [m] over the present pairs
                        ) -> float | Tensor:
     "The pointing game over the (item, label) pairs whose box is given: one hit or miss per present label."
     boxes = torch.as_tensor(boxes, dtype=torch.float32, device=maps.device)
-    if maps.ndim != 4 or boxes.shape != (*maps.shape[:2], 4):
-        raise ValueError(f"pass maps [n, c, h, w] and boxes [n, c, 4] (NaN where a label is absent), got "
+    if boxes.ndim != 3 or boxes.shape[2] not in (2, 4, 6) or maps.ndim != 2 + boxes.shape[2] // 2 \
+            or boxes.shape[:2] != maps.shape[:2]:
+        raise ValueError(f"pass maps [n, c, h, w] and boxes [n, c, 4] (NaN where a label is absent), or maps [n, c, l] "
+                         f"and windows [n, c, 2], or maps [n, c, d, h, w] and boxes [n, c, 6]; got "
                          f"{tuple(maps.shape)} and {tuple(boxes.shape)}")
     present = ~boxes.isnan().any(-1)  # [n, c]
     if not present.any(): raise ValueError("no box is given: every label is marked absent (NaN)")
     return pointing_game(maps[present], boxes[present], img_size, reduce)
 
-
 # %% ../nbs/10_metrics.ipynb #d7f496c6
-def box_masks(boxes, # boxes (x0, y0, x1, y1) in image pixels, [bs, 4]
-              img_size # the image size: an int or (H, W)
+def box_masks(boxes, # boxes in input units: windows (start, end) [bs, 2], (x0, y0, x1, y1) [bs, 4] or (d0, h0, w0, d1, h1, w1) [bs, 6]
+              img_size # the input's extent: an int (every axis), or (L,), (H, W), (D, H, W)
              ) -> Tensor:
-    "The share of each pixel that its box covers, `[bs, H, W]`: 1 inside, 0 outside, the covered fraction on the edge."
-    H, W = (int(v) for v in _image_size(img_size))
-    boxes = torch.as_tensor(boxes, dtype=torch.float32)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"`boxes` must have shape [bs, 4] as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
-    x0, y0, x1, y1 = (c[:, None] for c in boxes.unbind(1))  # each [bs, 1]
-    cols = torch.arange(W, dtype=torch.float32, device=boxes.device)
-    rows = torch.arange(H, dtype=torch.float32, device=boxes.device)
-    cover_x = (torch.minimum(cols + 1, x1) - torch.maximum(cols, x0)).clamp(0, 1)  # [bs, W]
-    cover_y = (torch.minimum(rows + 1, y1) - torch.maximum(rows, y0)).clamp(0, 1)  # [bs, H]
-    return cover_y[:, :, None] * cover_x[:, None, :]
+    "The share of each pixel (sample, voxel) that its box covers, `[bs, *img_size]`: 1 inside, 0 outside, the covered fraction on the edge."
+    lo, hi, rank = _regions(boxes)
+    extent = tuple(int(v) for v in _extent(img_size, rank))
+    mask = None
+    for axis, n in enumerate(extent):  # the mask is the product of one cover per axis
+        cells = torch.arange(n, dtype=torch.float32, device=lo.device)
+        cover = (torch.minimum(cells + 1, hi[:, axis, None]) - torch.maximum(cells, lo[:, axis, None])).clamp(0, 1)
+        cover = cover.reshape(len(lo), *(n if a == axis else 1 for a in range(rank)))  # [bs, n] along `axis`
+        mask = cover if mask is None else mask * cover
+    return mask
 
 # %% ../nbs/10_metrics.ipynb #a2cafe20
-def energy_in_box(maps: Tensor, # maps at any resolution, [bs, h, w] or [bs, 1, h, w]
-                  boxes, # object boxes (x0, y0, x1, y1) in image pixels, [bs, 4]
-                  img_size, # size of the images the boxes refer to: an int or (H, W)
+def energy_in_box(maps: Tensor, # maps at any resolution: [bs, l], [bs, h, w] or [bs, d, h, w], with or without a 1 after bs
+                  boxes, # one per map: windows (start, end) [bs, 2], boxes (x0, y0, x1, y1) [bs, 4] or (d0, h0, w0, d1, h1, w1) [bs, 6]
+                  img_size, # extent of the inputs the boxes refer to: an int (every axis), or (L,), (H, W), (D, H, W)
                   reduce: bool = True, # the mean over the maps; False for the share of each map [bs]
-                  mode: str = 'bilinear' # how the maps are stretched to the image (see `upsample_maps`)
+                  mode: str | None = None # how the maps are stretched to the input (`upsample_maps`); None: (bi/tri)linear
                  ) -> float | Tensor:
     "Share of each map's energy (ReLU'd, upsampled to `img_size`) inside its box; NaN for a map that is all zero."
-    maps = _one_map_each(maps, 'energy in box')
-    H, W = (int(v) for v in _image_size(img_size))
-    boxes = _boxes(boxes, len(maps), maps.device)
-    energy = upsample_maps(maps.float().relu(), (H, W), mode=mode)  # [bs, H, W]
-    inside = (energy * box_masks(boxes, (H, W))).sum((-2, -1))  # [bs]
-    total = energy.sum((-2, -1))
+    if not isinstance(maps, Tensor): _one_map_each(maps, 'energy in box')
+    lo, _, rank = _regions(boxes, maps.device)
+    maps = _one_map_each(maps, 'energy in box', rank)
+    extent = tuple(int(v) for v in _extent(img_size, rank))
+    _check_count(len(maps), lo)
+    axes = tuple(range(-rank, 0))
+    energy = upsample_maps(maps.float().relu(), extent, mode=mode)  # [bs, *extent]
+    inside = (energy * box_masks(torch.as_tensor(boxes, dtype=torch.float32, device=maps.device), extent)).sum(axes)
+    total = energy.sum(axes)  # [bs]
     share = torch.where(total > 0, inside / total.clamp_min(1e-30), torch.nan)
     return share.nanmean().item() if reduce else share
 
