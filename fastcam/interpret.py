@@ -25,12 +25,12 @@ def _labels(yb: tuple) -> Tensor:
     if len(yb) != 1 or yb[0].ndim != 1 or yb[0].is_floating_point():
         raise ValueError("CAMInterpretation needs single-label batches (one class index per item); for multi-label "
                          "data use learn.cam_dl(dl, cls=...) and score the maps yourself")
-    return yb[0]
+    return yb[0].as_subclass(Tensor)  # plain: tsai's TSTensor cannot be indexed by fastai's TensorCategory
 
 def _maps_pred_actual(method, xb: Tensor, y: Tensor) -> tuple:
-    "`(CAMResult of the predicted classes, maps [bs, 2, h, w] of the predicted and the actual class)` for a batch."
+    "`(CAMResult of the predicted classes, maps [bs, 2, *spatial] of the predicted and the actual class)` for a batch."
     res = method.compute(xb)
-    maps = res.maps.repeat(1, 2, 1, 1)  # [bs, 2, h, w]
+    maps = res.maps.repeat(1, 2, *[1] * (res.maps.ndim - 2))  # [bs, 2, *spatial]: (h, w), (l,) or (d, h, w)
     wrong = (res.targets[:, 0] != y).nonzero()[:, 0]  # [m]: only there do the two maps differ
     if len(wrong): maps[wrong, 1] = method.compute(xb[wrong], y[wrong]).maps[:, 0]
     return res, maps
@@ -46,11 +46,10 @@ class CAMInterpretation(ClassificationInterpretation):
                  preds: Tensor, # [n, c] probabilities
                  targs: Tensor, # [n] the actual classes
                  decoded: Tensor, # [n] the predicted classes
-                 maps: Tensor, # [n, 2, h, w] maps of the predicted (0) and the actual (1) class
+                 maps: Tensor, # [n, 2, *spatial] maps of the predicted (0) and the actual (1) class
                  method): # the method object that made the maps
         Interpretation.__init__(self, learn, dl, losses, act)
-        vocab = getattr(dl, 'vocab', None)
-        self.vocab = learn.dls.vocab if vocab is None else vocab
+        self.vocab = _vocab(learn, dl, preds.shape[1])
         self.preds, self.targs, self.decoded, self.maps, self.method = preds, targs, decoded, maps, method
 
     @classmethod
@@ -101,7 +100,7 @@ class CAMInterpretation(ClassificationInterpretation):
                         same_scale: bool = True, # one colour scale for an item's two maps (else each its own)
                         **kwargs # passed to `show_cam_grid` (figsize, alpha, cmap, ...)
                        ):
-        "The items with the `k` largest (smallest) losses: image, map of the predicted class, map of the actual class."
+        "The items with the `k` largest (smallest) losses: input, map of the predicted class, map of the actual class."
         if isinstance(k, (list, tuple, range)): idx = self.top_losses(None, largest)[1][list(k)]
         else: idx = self.top_losses(k, largest)[1]
         return _plot_items(self, idx.tolist(), same_scale, f"{'largest' if largest else 'smallest'} losses", **kwargs)
@@ -111,7 +110,7 @@ class CAMInterpretation(ClassificationInterpretation):
                        predicted # the predicted class: a name or an index
                       ) -> Tensor:
         "Indices of the items of class `actual` predicted as `predicted`, largest loss first."
-        a, p = _class_index(self.learn, actual), _class_index(self.learn, predicted)
+        a, p = _class_index(self, actual), _class_index(self, predicted)
         idx = ((self.targs == a) & (self.decoded == p)).nonzero()[:, 0]
         return idx[self.losses[idx].argsort(descending=True)]
 
@@ -122,26 +121,32 @@ class CAMInterpretation(ClassificationInterpretation):
                       same_scale: bool = True, # one colour scale for an item's two maps
                       **kwargs # passed to `show_cam_grid`
                      ):
-        "Items of class `actual` predicted as `predicted`: image, map of the predicted class, map of the actual class."
+        "Items of class `actual` predicted as `predicted`: input, map of the predicted class, map of the actual class."
         idx = self.confused_items(actual, predicted)
         if not len(idx):
             raise ValueError(f"no item of class {actual!r} was predicted as {predicted!r}; most_confused() lists the "
                              f"pairs that occur: {self.most_confused()[:5]}")
-        a, p = (str(self.vocab[_class_index(self.learn, c)]) for c in (actual, predicted))
+        a, p = (str(self.vocab[_class_index(self, c)]) for c in (actual, predicted))
         return _plot_items(self, idx[:k].tolist(), same_scale, f"actual {a}, predicted {p}", **kwargs)
 
 # %% ../nbs/09_interpret.ipynb #e13efd7f
-def _class_index(learn: Learner, cls) -> int:
+def _vocab(learn: Learner, dl, n: int) -> list:
+    "The class names of `dl` (or of `learn.dls`); the indices `0...n-1` for data without a vocab (tensors of labels)."
+    vocab = getattr(dl, 'vocab', None)
+    if vocab is None: vocab = getattr(learn.dls, 'vocab', None)
+    return list(range(n)) if vocab is None else vocab
+
+def _class_index(interp: CAMInterpretation, cls) -> int:
     "The index of one class `cls`, a name (looked up by `learn.class_index`) or an index, checked against the vocab."
-    n = len(learn.dls.vocab)
-    return check_index(learn.class_index(cls), n, 'class', f"pass an index below {n} or a name from learn.dls.vocab", 'classes')
+    n, fix = len(interp.vocab), f"pass an index below {len(interp.vocab)} or a name from learn.dls.vocab"
+    return check_index(interp.learn.class_index(cls), n, 'class', fix, 'classes')
 
 def _shared_scale(maps: Tensor) -> Tensor:
-    "Maps `[n, k, h, w]` divided by each item's largest value, so the maps of one item share a colour scale."
-    return maps / maps.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]
+    "Maps `[n, k, *spatial]` divided by each item's largest value, so the maps of one item share a colour scale."
+    return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, *[1] * (maps.ndim - 1))
 
 def _plot_items(interp: CAMInterpretation, idxs: list, same_scale: bool, suptitle: str, **kwargs):
-    "One row per item of `idxs`: image | map of the predicted class | map of the actual class."
+    "One row per item of `idxs`: input | map of the predicted class | map of the actual class (volumes: two montages)."
     images = interp.learn.decode_batch_images(interp.learn.cam_batch([interp.dl.dataset[i][0] for i in idxs]))
     maps = interp.maps[idxs]
     if same_scale: maps, kwargs = _shared_scale(maps), {'vmin': 0., 'vmax': 1., **kwargs}
@@ -149,7 +154,11 @@ def _plot_items(interp: CAMInterpretation, idxs: list, same_scale: bool, suptitl
     titles = [[f"predicted {vocab[p]} {interp.preds[i, p]:.2f}", f"actual {vocab[a]} {interp.preds[i, a]:.2f}"]
               for i, p, a in ((i, int(interp.decoded[i]), int(interp.targs[i])) for i in idxs)]
     fig = show_cam_grid(images, maps, titles, suptitle=suptitle, **kwargs)
-    for row, i in enumerate(idxs): fig.axes[3 * row].set_title(f"item {i}, loss {interp.losses[i]:.2f}")
+    grid = fig.axes[0].get_gridspec()
+    per_item = grid.nrows * grid.ncols // len(idxs)  # 3 panels; for a volume two rows of slices
+    for row, i in enumerate(idxs):
+        ax = fig.axes[row * per_item]  # the input's panel, or the first slice of a volume's first map
+        ax.set_title('\n'.join(t for t in (f"item {i}, loss {interp.losses[i]:.2f}", ax.get_title()) if t))
     return fig
 
 # %% ../nbs/09_interpret.ipynb #2de7b0ab
@@ -162,10 +171,10 @@ class MultiLabelCAMInterpretation(Interpretation):
                  act, # the activation that turned logits into `preds` (sigmoid)
                  preds: Tensor, # [n, c] probabilities
                  targs: Tensor, # [n, c] 1 where the label is present
-                 maps: Tensor, # [n, c, h, w] the map of every label, in label order
+                 maps: Tensor, # [n, c, *spatial] the map of every label, in label order
                  method): # the method object that made the maps
         Interpretation.__init__(self, learn, dl, losses, act)
-        self.vocab = learn.dls.vocab
+        self.vocab = _vocab(learn, dl, preds.shape[1])
         self.preds, self.targs, self.maps, self.method = preds, targs.bool(), maps, method
         self.predicted = preds > learn.loss_func.thresh  # [n, c]
 
@@ -180,8 +189,8 @@ class MultiLabelCAMInterpretation(Interpretation):
             for b in (progress_bar(dl, leave=False) if progress else dl):
                 xb, y = b[0], b[getattr(dl, 'n_inp', 1)]
                 res = m.compute(xb, topk=learn.dls.c)  # every label
-                by_label = torch.empty_like(res.maps).scatter_(1, res.targets[..., None, None].expand_as(res.maps),
-                                                               res.maps)  # [bs, c, h, w] in label order
+                where = res.targets.view(*res.targets.shape, *[1] * (res.maps.ndim - 2)).expand_as(res.maps)
+                by_label = torch.empty_like(res.maps).scatter_(1, where, res.maps)  # [bs, c, *spatial] in label order
                 with torch.no_grad(): loss = learn.loss_func(res.logits, y).view(len(xb), -1)
                 for kept, t in zip((logits, targs, losses, maps), (res.logits, y, loss, by_label)): kept.append(t.cpu())
         act = getcallable(learn.loss_func, 'activation')
@@ -198,14 +207,14 @@ class MultiLabelCAMInterpretation(Interpretation):
         return values, flat // self.losses.shape[1], flat % self.losses.shape[1]
 
     def plot_top_losses(self, k: int = 9, largest: bool = True, **kwargs):
-        "The `k` (item, label) pairs with the largest (smallest) losses: image, and the map of that label."
+        "The `k` (item, label) pairs with the largest (smallest) losses: input, and the map of that label."
         _, items, labels = self.top_losses(k, largest)
         images = self.learn.decode_batch_images(self.learn.cam_batch([self.dl.dataset[i][0] for i in items.tolist()]))
         kinds = ['true negative', 'true positive', 'false negative', 'false positive']
         kind = self.pair_kinds()
         titles = [[f"{self.vocab[c]}: {kinds[kind[i, c]]}, p={self.preds[i, c]:.2f}"]
                   for i, c in zip(items.tolist(), labels.tolist())]
-        maps = self.maps[items, labels][:, None]  # [k, 1, h, w]
+        maps = self.maps[items, labels][:, None]  # [k, 1, *spatial]
         return show_cam_grid(images, maps, titles, suptitle=f"{'largest' if largest else 'smallest'} pair losses",
                              **kwargs)
 

@@ -68,6 +68,11 @@ def _npy_offset(fname: Path) -> int:
     del arr
     return offset
 
+def _note_map_shape(path: Path, shape: tuple):
+    "Record the shape of an item's maps, `[k, *spatial]`, in the manifest once the first batch has made it known."
+    manifest = json.loads((path/_MANIFEST).read_text())
+    if manifest.get('map_shape') != list(shape): _write_json(path/_MANIFEST, {**manifest, 'map_shape': list(shape)})
+
 def _pwrite(fd: int, a: np.ndarray, offset: int):
     "Write all the bytes of `a` at `offset` of `fd` (one `pwrite` may write fewer)."
     buf = memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
@@ -80,15 +85,18 @@ class _Writer:
     "Rank 0's writer: rows of the arrays by `pwrite`, progress bytes after the rows are on disk."
     def __init__(self, path: Path, n: int, dtype: np.dtype, checkpoint: float):
         self.path, self.n, self.dtype, self.checkpoint = path, n, dtype, checkpoint
-        self.fds, self.offsets, self.pending, self.last = {}, {}, [], time.monotonic()
+        self.fds, self.offsets, self.rows, self.pending, self.last = {}, {}, {}, [], time.monotonic()
         self.progress_fd = os.open(path/_PROGRESS, os.O_RDWR)
         self.progress_offset = _npy_offset(path/_PROGRESS)
         if all((path/f'{k}.npy').exists() for k in _ARRAYS): self._open()
 
     def _open(self):
         for k in _ARRAYS:
+            arr = np.load(self.path/f'{k}.npy', mmap_mode='r')
+            self.offsets[k], self.rows[k] = arr.offset, arr.shape[1:]  # where the data starts, the shape of a row
+            del arr
             self.fds[k] = os.open(self.path/f'{k}.npy', os.O_RDWR)
-            self.offsets[k] = _npy_offset(self.path/f'{k}.npy')
+        _note_map_shape(self.path, self.rows['maps'])
 
     def _create(self, maps: np.ndarray, logits: np.ndarray, targets: np.ndarray):
         "Create the arrays at the first batch, when the shapes of a row are known."
@@ -96,10 +104,20 @@ class _Writer:
             np.lib.format.open_memmap(self.path/f'{k}.npy', mode='w+', dtype=a.dtype, shape=(self.n, *a.shape[1:]))
         self._open()
 
+    def _check(self, rows: tuple):
+        "Refuse rows of another shape than the arrays' (a run resumed on other inputs): they would scramble the file."
+        for k, a in zip(_ARRAYS, rows):
+            if a.shape[1:] != self.rows[k]:
+                raise ValueError(f"this run's {k} are {list(a.shape[1:])} per item, but {str(self.path)!r} holds "
+                                 f"{list(self.rows[k])} per item from the run that started it: the inputs differ "
+                                 f"(another size or transform); pass that run's DataLoader to resume it, or "
+                                 f"overwrite=True to store the maps again")
+
     def write(self, start: int, maps: Tensor, logits: Tensor, targets: Tensor):
         "Write the rows of items `start...` and record them as written at the next checkpoint."
         rows = (maps.numpy().astype(self.dtype, copy=False), logits.float().numpy(), targets.long().numpy())
         if not self.fds: self._create(*rows)
+        self._check(rows)
         for k, a in zip(_ARRAYS, rows):
             _pwrite(self.fds[k], a, self.offsets[k] + start * a[0].nbytes)
         self.pending.append((start, len(maps)))
@@ -119,6 +137,7 @@ class _Writer:
         for fd in [*self.fds.values(), self.progress_fd]: os.close(fd)
         self.fds = {}
 
+
 # %% ../nbs/11_store.ipynb #6e166d69
 def _settings(learn: Learner, m, method_kwargs: dict, cls, topk, dtype: np.dtype, names: list) -> dict:
     "What identifies a run: the folder of another run with other settings is not resumed."
@@ -126,6 +145,12 @@ def _settings(learn: Learner, m, method_kwargs: dict, cls, topk, dtype: np.dtype
                 method_kwargs={k: repr(v) for k, v in method_kwargs.items()},
                 cls=cls, topk=topk, dtype=str(dtype), n_items=len(names),
                 names=hashlib.blake2b('\n'.join(names).encode(), digest_size=16).hexdigest())
+
+_RESULTS = ('map_shape',)  # what the manifest learns from the first batch: a result of the settings, not one of them
+
+def _same_run(old: dict, settings: dict) -> bool:
+    "Whether the manifest `old` was written by a run with `settings` (the keys in `_RESULTS` aside)."
+    return {k: v for k, v in old.items() if k not in _RESULTS} == settings
 
 def _our_files(path: Path) -> list:
     return [path/f for f in (_MANIFEST, _INDEX, _PROGRESS, _COMPLETE, *(f'{k}.npy' for k in _ARRAYS))]
@@ -136,7 +161,7 @@ def _prepare_folder(path: Path, settings: dict, names: list, overwrite: bool) ->
     n = len(names)
     if (path/_MANIFEST).exists():
         old = json.loads((path/_MANIFEST).read_text())
-        if old == settings:
+        if _same_run(old, settings):
             if (path/_COMPLETE).exists(): return np.ones(n, bool)
             if (path/_PROGRESS).exists(): return np.load(path/_PROGRESS).astype(bool)
         elif not overwrite:
@@ -289,7 +314,7 @@ class MapStore:
         return StoredMaps(as_tensor(self.maps).float(), as_tensor(self.logits), as_tensor(self.targets), names)
 
     def result(self, idxs=None) -> CAMResult:
-        "The maps `[n, k, h, w]`, logits and targets of `idxs` (all if None) in RAM, as `learn.cam_dl` gives them."
+        "The maps `[n, k, *spatial]`, logits and targets of `idxs` (all if None) in RAM, as `learn.cam_dl` gives them."
         got = self[slice(None) if idxs is None else idxs]
         return CAMResult(got.maps, got.logits, got.targets)
 
@@ -298,12 +323,14 @@ class MapStore:
 
 # %% ../nbs/11_store.ipynb #0118b4c6
 def _dataset_labels(dl) -> Tensor:
-    "The class index of every item of `dl`'s dataset, read without loading the inputs (fastai `Datasets`)."
-    tls, n_inp = getattr(dl.dataset, 'tls', None), getattr(dl, 'n_inp', 1)
-    if tls is None or len(tls) != n_inp + 1:
-        raise ValueError("from_store needs a fastai DataLoader of (input, label) items to read the labels from; "
-                         "pass dl= the labelled DataLoader the maps were stored for")
-    return torch.stack([torch.as_tensor(tls[n_inp][i]) for i in range(len(dl.dataset))]).long()
+    "The class index of every item of `dl`'s dataset: without loading the inputs from fastai `Datasets`, else by item."
+    tls, n_inp, ds = getattr(dl.dataset, 'tls', None), getattr(dl, 'n_inp', 1), dl.dataset
+    if tls is not None and len(tls) == n_inp + 1:
+        return torch.stack([torch.as_tensor(tls[n_inp][i]) for i in range(len(ds))]).long()
+    if tls is None and isinstance(ds[0], (tuple, list)) and len(ds[0]) == n_inp + 1:  # (input, label) pairs in a list
+        return torch.stack([torch.as_tensor(ds[i][n_inp]) for i in range(len(ds))]).long()
+    raise ValueError("from_store needs a fastai DataLoader of (input, label) items to read the labels from; "
+                     "pass dl= the labelled DataLoader the maps were stored for")
 
 @patch(cls_method=True)
 def from_store(cls: CAMInterpretation,
@@ -321,7 +348,7 @@ def from_store(cls: CAMInterpretation,
     if item_names(dl) != store.names:
         raise ValueError(f"the maps in {str(path)!r} are of other items than dl's ({len(store.names)} stored, "
                          f"{len(dl.dataset)} in dl): pass dl= the DataLoader they were stored for")
-    stored, targs = store.result(), _dataset_labels(dl)  # maps [n, k, h, w], logits [n, c], targets [n, k]
+    stored, targs = store.result(), _dataset_labels(dl)  # maps [n, k, *spatial], logits [n, c], targets [n, k]
     logits = stored.logits.float()
     act = act if act is not None else getcallable(learn.loss_func, 'activation')
     preds = act(logits)
@@ -335,6 +362,7 @@ def from_store(cls: CAMInterpretation,
                          f"store_maps(learn, {str(path)!r}, topk={len(learn.dls.vocab)})")
     column = found.float().argmax(-1)  # [n, 2]: where each wanted class sits among the stored ones
     maps = stored.maps
-    both = maps.gather(1, column[..., None, None].expand(-1, -1, *maps.shape[-2:]))  # [n, 2, h, w]
+    spatial = maps.shape[2:]  # (h, w), (l,) or (d, h, w)
+    both = maps.gather(1, column.view(*column.shape, *[1] * len(spatial)).expand(-1, -1, *spatial))  # [n, 2, *spatial]
     with learn.loss_not_reduced(), torch.no_grad(): losses = learn.loss_func(logits, targs).as_subclass(Tensor)
     return cls(learn, dl, losses, act, preds, targs, decoded, both, store.manifest['method'])
