@@ -5,12 +5,14 @@
 # %% ../nbs/08_callback.ipynb #824d39c3
 from __future__ import annotations
 import io
+import math
 import sys
 import warnings
 import numpy as np
 import torch
 from torch import nn, Tensor
 import matplotlib
+import matplotlib.pyplot as plt
 from PIL import Image, ImageDraw, ImageFont
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
@@ -99,6 +101,30 @@ def _grid_png(images: Tensor, # decoded images [n, 3, H, W] (bytes 0-255 or floa
     img.save(buf, format='png', compress_level=1)
     return buf.getvalue()
 
+def _figure(inputs: Tensor, # decoded signals [n, c, L] or volumes [n, c, D, H, W]
+            maps: Tensor, # their maps [n, 1, l] or [n, 1, d, h, w] on the CPU
+            titles: list, # a title per map, [n][1]
+            image_titles: list, # a title per input, or None for none
+            suptitle: str # the title over the grid
+           ):
+    "`show_cam_grid`'s figure of a record: a signal and its map per row, or a volume's slices with its map per row."
+    if maps.ndim == 5:  # no column of plain inputs to title: the true class joins the map's title
+        titles = [[t if it is None else f"{t} ({it})" for t in row] for row, it in zip(titles, image_titles)]
+    fig = show_cam_grid(inputs, maps, titles, suptitle=suptitle)
+    if maps.ndim == 3:
+        for ax, t in zip(fig.axes[::2], image_titles):  # the plain signal of each row
+            if t is not None: ax.set_title(t)
+    return fig
+
+def _figure_png(*args) -> bytes:
+    "PNG bytes of `_figure(*args)`, the figure closed (it is never shown)."
+    fig = _figure(*args)
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format='png')
+        return buf.getvalue()
+    finally: plt.close(fig)
+
 # %% ../nbs/08_callback.ipynb #cc82a883
 def _trackers(learn: Learner, skip: set) -> list:
     "`(name, log(rgb, epoch))` for each tracker of `learn` in use, except those named in `skip`."
@@ -137,7 +163,7 @@ class CAMCallback(Callback):
         _check_fname(fname)
         self.items = items.tolist() if isinstance(items, Tensor) else items
         self.every, self.method, self.layer, self.cls, self.fname, self.show = every, method, layer, cls, fname, show
-        self.history = {} # epochs trained -> maps [n, 1, h, w], float32 on the CPU
+        self.history = {} # epochs trained -> maps [n, 1, *spatial] ([n, 1, h, w] for images), float32 on the CPU
         self.epochs_done = 0 # epochs trained while this callback was attached, over all its fits
         self._info = {} # epochs trained -> (classes [n], probabilities [n])
         self._images, self._labels, self._vocab = None, None, None
@@ -167,13 +193,14 @@ class CAMCallback(Callback):
             raise IndexError(f"item {bad[0]} is out of range: the validation set has {n} items (0 to {n-1}); pass "
                              f"CAMCallback(items=...) indices below {n}")
         x = self.learn.cam_batch(items)
-        self._vocab = list(self.dls.vocab)
         self._labels = [None if _index(i) is None else self._label(i) for i in items]
         self._x, self._cls = _batch_for(model, x), self._classes()
         res = self._compute()
         if res.targets.shape[1] != 1:
             raise ValueError(f"CAMCallback explains one class per item, but cls={self.cls!r} asks for "
                              f"{res.targets.shape[1]}: pass one class per item, or use learn.show_cams for several")
+        vocab = getattr(self.dls, 'vocab', None)  # data of plain tensors has none: its classes are named by index
+        self._vocab = list(range(res.logits.shape[1])) if vocab is None else list(vocab)
         self._images = self.learn.decode_batch_images(x).cpu()
         self._pending = res if self._main and self.epochs_done == 0 and 0 not in self.history else None
 
@@ -218,7 +245,8 @@ class CAMCallback(Callback):
         loggers = _trackers(self.learn, self._failed)
         if self.fname is None and not self.show and not loggers: return
         image_titles = [None if l is None else f"true: {self._vocab[l]}" for l in self._labels]
-        png = _grid_png(self._images, self.history[epoch], self._titles(epoch), image_titles, f"epoch {epoch}")
+        draw = _grid_png if self.history[epoch].ndim == 4 else _figure_png  # images by arrays, signals and volumes
+        png = draw(self._images, self.history[epoch], self._titles(epoch), image_titles, f"epoch {epoch}")
         if self.fname is not None:
             fname = self.learn.path/str(self.fname).format(epoch=epoch)
             fname.parent.mkdir(parents=True, exist_ok=True)
@@ -253,8 +281,8 @@ class CAMCallback(Callback):
         if missing:
             raise KeyError(f"epochs {missing} were not recorded; the recorded epochs are {sorted(self.history)}")
         rows = list(range(len(self._images))) if rows is None else list(rows)
-        maps = [self.history[e][rows, 0] for e in epochs]  # each [n, h, w]
-        size = max((tuple(m.shape[-2:]) for m in maps), key=lambda s: s[0] * s[1])
-        maps = torch.stack([m if tuple(m.shape[-2:]) == size else upsample_maps(m, size) for m in maps], 1)  # [n,E,h,w]
+        maps = [self.history[e][rows, 0] for e in epochs]  # each [n, *spatial]
+        size = max((tuple(m.shape[1:]) for m in maps), key=math.prod)
+        maps = torch.stack([m if tuple(m.shape[1:]) == size else upsample_maps(m, size) for m in maps], 1)  # [n,E,...]
         titles = [[self._titles(e, f"epoch {e}: ")[i][0] for e in epochs] for i in rows]
         return show_cam_grid(self._images[rows], maps, titles, **kwargs)
