@@ -376,7 +376,8 @@ class CAMMethod:
         as_maps = as_float if reshape is None else (lambda t: as_float(reshape(t)))
         A = as_maps(a)  # [bs, C, *spatial]
         G = None
-        if g is not None:
+        if g is not None and reshape is None: G = as_float(g)  # [bs, k, C, *spatial]; no copy of the batched gradient
+        elif g is not None:
             bs, k = g.shape[:2]
             G = as_maps(g.flatten(0, 1)).unflatten(0, (bs, k))  # [bs, k, C, *spatial]
         maps = self.layer_map(A, G, targets, None if logits is None else logits.float(), x)
