@@ -249,7 +249,7 @@ class ScoreCAM(CAMMethod):
                  layer=None, # the target layer, or a list of them (see `CAMMethod`)
                  batch_size: int = 32, # masked inputs per forward
                  progress: bool = False, # show a progress bar over the masked forwards
-                 align_corners: bool = True, # align image masks' corners as pytorch-grad-cam does (other ranks: never)
+                 align_corners: bool = True, # align image masks' corners, as pytorch-grad-cam (other ranks: no)
                  channels_last: bool | None = None, # masked inputs in channels-last memory format; None: on the CPU
                  **kwargs): # `reshape`, `relu`, `fuse`, passed to `CAMMethod`
         check_int(batch_size, 'batch_size', fix="pass e.g. batch_size=32")
