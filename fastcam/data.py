@@ -508,7 +508,7 @@ _SIGNAL_ROOM = 32  # samples beside the window that a bump of the widest sigma n
 def _burst(window: int, # samples of the burst
            cycles: int # periods of the sine in them
           ) -> np.ndarray:
-    "`cycles` periods of a sine over `window` samples, tapered at both ends by the square root of a Hann window, peak 1: [window]."
+    "`cycles` periods of a sine over `window` samples, tapered by the square root of a Hann window, peak 1: [window]."
     t = (np.arange(window) + 0.5) / window
     burst = np.sin(2 * np.pi * cycles * t) * np.sqrt(np.hanning(window + 2)[1:-1])
     return burst / np.abs(burst).max()
@@ -517,7 +517,7 @@ def _balanced_labels(rng: np.random.Generator, # the generator that decides ever
                      counts: tuple, # the number of items of each split, e.g. (n_train, n_valid)
                      n_classes: int # the number of classes
                     ) -> np.ndarray:
-    "Class indices `[sum(counts)]`, in random order, with the same number of items of every class in each split (up to one)."
+    "Class indices `[sum(counts)]` in random order, every class equally often in each split (up to one)."
     return np.concatenate([rng.permutation(np.resize(np.arange(n_classes), n)) for n in counts]).astype(np.int64)
 
 def _check_noise(noise):
@@ -528,8 +528,9 @@ def _check_noise(noise):
 # %% ../nbs/06_data.ipynb #5a100005
 def _describe(data, truth: str) -> str:
     "A one-line summary of a `Signals` or `Volumes`: shapes, classes and splits, not the arrays."
-    return (f"{type(data).__name__}(X: {list(data.X.shape)} {data.X.dtype}, {truth}: {list(getattr(data, truth).shape)}, "
-            f"vocab: {data.vocab}, splits: {len(data.splits[0])} train / {len(data.splits[1])} valid)")
+    return (f"{type(data).__name__}(X: {list(data.X.shape)} {data.X.dtype}, "
+            f"{truth}: {list(getattr(data, truth).shape)}, vocab: {data.vocab}, "
+            f"splits: {len(data.splits[0])} train / {len(data.splits[1])} valid)")
 
 @dataclass(repr=False, eq=False)
 class Signals:
@@ -549,7 +550,7 @@ def _bumps(rng: np.random.Generator, # the generator that decides everything ran
            channels: int, # channels of a signal
            k: int # bumps per signal
           ) -> np.ndarray:
-    "`k` Gaussian bumps per signal in random channels, each cut off at 3 sigma and wholly outside its window: [n, channels, length]."
+    "`k` Gaussian bumps per signal in random channels, cut off at 3 sigma, outside its window: [n, channels, length]."
     n = len(starts)
     sigma = rng.uniform(*_BUMP_SIGMAS, (n, k))
     reach = 3 * sigma
@@ -557,7 +558,7 @@ def _bumps(rng: np.random.Generator, # the generator that decides everything ran
     room_after = np.maximum(length - (starts[:, None] + window) - reach, 0)  # centres in [end + reach, length]
     u = rng.uniform(0, 1, (n, k)) * (room_before + room_after)
     centre = np.where(u < room_before, u, starts[:, None] + window + reach + (u - room_before))  # [n, k]
-    peak = rng.choice([-1., 1.], (n, 1)) * rng.uniform(*_BUMP_PEAKS, (n, k))  # one sign a signal: no pair looks like a cycle
+    peak = rng.choice([-1., 1.], (n, 1)) * rng.uniform(*_BUMP_PEAKS, (n, k))  # one sign a signal: no pair makes a cycle
     offset = np.arange(length) - centre[..., None]  # [n, k, length]
     shapes = peak[..., None] * np.exp(-0.5 * (offset / sigma[..., None]) ** 2) * (np.abs(offset) < reach[..., None])
     out = np.zeros((n, channels, length), dtype=np.float32)
@@ -579,8 +580,8 @@ def make_signals(n_train: int = 600, # number of training signals
     check_int(n_valid, 'n_valid', fix="pass the number of validation signals, e.g. 200")
     check_int(channels, 'channels', fix="pass the number of channels, e.g. 3")
     check_int(window, 'window', 8, "a burst of 4 cycles needs 2 samples a cycle; pass e.g. 16")
-    check_int(length, 'length', window + _SIGNAL_ROOM,
-              f"the bumps need {_SIGNAL_ROOM} samples beside the window; pass e.g. length={max(128, 2 * window + _SIGNAL_ROOM)}")
+    check_int(length, 'length', window + _SIGNAL_ROOM, f"the bumps need {_SIGNAL_ROOM} samples beside the window; "
+              f"pass e.g. length={max(128, 2 * window + _SIGNAL_ROOM)}")
     check_int(seed, 'seed', 0, "pass a non-negative int such as 0")
     check_int(n_distractors, 'n_distractors', 0, "pass the number of bumps per signal, e.g. 3, or 0 for none")
     _check_noise(noise)
@@ -601,12 +602,13 @@ def make_signals(n_train: int = 600, # number of training signals
 class _ArrayItems:
     "The items `(X[i], y[i])` of two tensors, and the names of the classes: a dataset for fastai's `DataLoader`."
     n_inp = 1  # one input per item, as `Learner` splits a batch
-    def __init__(self, X: Tensor, y: Tensor, vocab: list): self.X, self.y, self.vocab, self.c = X, y, list(vocab), len(vocab)
+    def __init__(self, X: Tensor, y: Tensor, vocab: list):
+        self.X, self.y, self.vocab, self.c = X, y, list(vocab), len(vocab)
     def __len__(self): return len(self.X)
     def __getitem__(self, i): return self.X[i], self.y[i]
 
 def _array_dls(data, kind: type, maker: str, bs: int, seed: int, device) -> DataLoaders:
-    "`DataLoaders` of `data`, the `kind` that `maker` returns: training items shuffled by `seed`, validation items in order."
+    "`DataLoaders` of `data`, the `kind` that `maker` returns: training shuffled by `seed`, validation in order."
     if not isinstance(data, kind):
         raise TypeError(f"`data` must be the {kind.__name__} that `{maker}` returns, got {type(data).__name__}: "
                         f"pass `{maker}(...)`")
@@ -614,8 +616,8 @@ def _array_dls(data, kind: type, maker: str, bs: int, seed: int, device) -> Data
     check_int(seed, 'seed', 0, "pass a non-negative int such as 0")
     n_train = len(data.splits[0])
     if bs > n_train:
-        raise ValueError(f"bs={bs} is more than the {n_train} training items, and the training loader drops an incomplete "
-                         f"batch: pass bs <= {n_train}")
+        raise ValueError(f"bs={bs} is more than the {n_train} training items, and the training loader drops an "
+                         f"incomplete batch: pass bs <= {n_train}")
     X, y = torch.from_numpy(data.X), torch.from_numpy(data.y)
     train, valid = (_ArrayItems(X[idx], y[idx], data.vocab) for idx in data.splits)
     dls = DataLoaders(DataLoader(train, bs=bs, shuffle=True, drop_last=True), DataLoader(valid, bs=bs), device=device)
@@ -627,7 +629,7 @@ def signal_dls(data: Signals, # signals from `make_signals`
                seed: int = 0, # seed of the shuffling of the training set
                device=None # where the batches go; None leaves them on the CPU and `Learner` moves them to its model
               ) -> DataLoaders:
-    "fastai `DataLoaders` of `(x, y)` tensors of `data`: `[bs, channels, length]` and class indices, validation in order."
+    "fastai `DataLoaders` of `(x, y)` tensors of `data`: `[bs, channels, length]` and class indices."
     return _array_dls(data, Signals, 'make_signals', bs, seed, device)
 
 # %% ../nbs/06_data.ipynb #5a10001b
@@ -638,7 +640,7 @@ class Volumes:
     "Volumes made by `make_volumes`, their classes, and the box of each volume that decides its class."
     X: np.ndarray # the volumes, float32 [n, 1, D, H, W]
     y: np.ndarray # the class of each volume, an index into `vocab`: int64 [n]
-    boxes: np.ndarray # the box `(d0, h0, w0, d1, h1, w1)` of each volume's striped cube in voxels, ends exclusive: int64 [n, 6]
+    boxes: np.ndarray # the box `(d0, h0, w0, d1, h1, w1)` of each striped cube in voxels, ends exclusive: int64 [n, 6]
     splits: tuple # the indices of the training volumes and of the validation volumes: two lists
     vocab: list # the names of the classes
     def __repr__(self): return _describe(self, 'boxes')
@@ -646,7 +648,8 @@ class Volumes:
 def _stripes(block: int) -> np.ndarray:
     "The cube of each class: -1 and +1 alternating along depth, height or width, [3, block, block, block]."
     signs = np.where(np.arange(block) % 2 == 0, -1., 1.).astype(np.float32)
-    return np.stack([np.broadcast_to(signs.reshape(shape), (block,) * 3) for shape in ((-1, 1, 1), (1, -1, 1), (1, 1, -1))])
+    shapes = ((-1, 1, 1), (1, -1, 1), (1, 1, -1))  # along depth, height, width
+    return np.stack([np.broadcast_to(signs.reshape(shape), (block,) * 3) for shape in shapes])
 
 def _corners(rng: np.random.Generator, # the generator that decides everything random
              n: int, # volumes
@@ -655,7 +658,7 @@ def _corners(rng: np.random.Generator, # the generator that decides everything r
              block: int, # side of the cubes
              tries: int = 100 # rounds of drawing again the volumes whose cubes touch
             ) -> np.ndarray:
-    "Corners `[n, k, 3]` of `k` cubes of side `block` per volume inside `size`, at least a voxel apart, or a `ValueError`."
+    "Corners `[n, k, 3]` of `k` cubes of side `block` per volume inside `size`, at least a voxel apart."
     high = np.array(size) - block + 1
     corners = rng.integers(0, high, (n, k, 3))
     for _ in range(tries):
@@ -663,8 +666,8 @@ def _corners(rng: np.random.Generator, # the generator that decides everything r
         bad = ~(apart | np.eye(k, dtype=bool)).all((1, 2))  # [n]
         if not bad.any(): return corners
         corners[bad] = rng.integers(0, high, (int(bad.sum()), k, 3))
-    raise ValueError(f"could not place {k} cubes of side {block} apart in a volume of {tuple(size)} after {tries} tries: "
-                     f"pass a larger size, a smaller block or fewer distractors")
+    raise ValueError(f"could not place {k} cubes of side {block} apart in a volume of {tuple(size)} after {tries} "
+                     f"tries: pass a larger size, a smaller block or fewer distractors")
 
 # %% ../nbs/06_data.ipynb #5a10001c
 def _check_size(size) -> tuple:
@@ -672,7 +675,8 @@ def _check_size(size) -> tuple:
     triple = (size,) * 3 if isinstance(size, int) and not isinstance(size, bool) else size
     if not (isinstance(triple, (tuple, list)) and len(triple) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in triple)):
-        raise ValueError(f"size must be a positive int or a triple (D, H, W) of them, got {size!r}: pass e.g. (16, 32, 32)")
+        raise ValueError(f"size must be a positive int or a triple (D, H, W) of them, got {size!r}: "
+                         f"pass e.g. (16, 32, 32)")
     return tuple(triple)
 
 def make_volumes(n_train: int = 300, # number of training volumes
@@ -689,7 +693,8 @@ def make_volumes(n_train: int = 300, # number of training volumes
     size = _check_size(size)
     check_int(block, 'block', 2, "the stripes need 2 voxels; pass e.g. 6")
     if block > min(size):
-        raise ValueError(f"block={block} does not fit in a volume of {size}: pass a block of at most {min(size)} voxels")
+        raise ValueError(f"block={block} does not fit in a volume of {size}: pass a block of at most "
+                         f"{min(size)} voxels")
     check_int(seed, 'seed', 0, "pass a non-negative int such as 0")
     check_int(n_distractors, 'n_distractors', 0, "pass the number of plain cubes per volume, e.g. 2, or 0 for none")
     _check_noise(noise)

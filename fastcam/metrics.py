@@ -49,8 +49,8 @@ def _extent(img_size, # the input's extent: a number (every axis) or one number 
         if isinstance(sizes, (tuple, list)) and len(sizes) in _AXES and len(sizes) != rank:
             hint = (f"; for {len(sizes)}-D maps pass {_LAYOUTS[len(sizes)]}, `boxes` of shape "
                     f"[bs, {2 * len(sizes)}]")
-        raise ValueError(f"`img_size` must be a positive int or {_TUPLES[rank]}, got {img_size!r}: pass the size of the "
-                         f"{'images' if rank == 2 else 'inputs'} the {_LAYOUTS[rank].split()[0]} refer to, e.g. "
+        raise ValueError(f"`img_size` must be a positive int or {_TUPLES[rank]}, got {img_size!r}: pass the size of "
+                         f"the {'images' if rank == 2 else 'inputs'} the {_LAYOUTS[rank].split()[0]} refer to, e.g. "
                          f"{example}{hint}")
     return tuple(sizes)
 
@@ -63,8 +63,8 @@ def _one_map_each(maps, # what the caller was given as maps
     if not isinstance(maps, Tensor):
         raise TypeError(f"`maps` must be a tensor, got {type(maps).__name__}: pass the maps as a method returns them")
     axes = {1: 'l', 2: 'h, w', 3: 'd, h, w'}[rank]
-    other = (f"; for {rank + 1}-D maps `boxes` must have shape [bs, {2 * rank + 2}] as {_LAYOUTS[rank + 1].split(' ', 1)[1]}"
-             if rank < 3 else '')
+    other = '' if rank == 3 else (f"; for {rank + 1}-D maps `boxes` must have shape [bs, {2 * rank + 2}] as "
+                                  f"{_LAYOUTS[rank + 1].split(' ', 1)[1]}")
     if maps.ndim == rank + 2 and maps.shape[1] == 1: maps = maps[:, 0]
     if maps.ndim == rank + 2:
         raise ValueError(f"`maps` has {maps.shape[1]} maps per {'image' if rank == 2 else 'item'} (shape "
@@ -97,8 +97,8 @@ def _check_count(bs: int, boxes: Tensor):
         raise ValueError(f"got {bs} maps but {len(boxes)} boxes: pass one box per map, in the same order")
 
 # %% ../nbs/10_metrics.ipynb #41a8d6c8
-def pointing_game(maps: Tensor, # maps at layer resolution: [bs, l], [bs, h, w] or [bs, d, h, w], with or without a 1 after bs
-                  boxes, # one per map: windows (start, end) [bs, 2], boxes (x0, y0, x1, y1) [bs, 4] or (d0, h0, w0, d1, h1, w1) [bs, 6]
+def pointing_game(maps: Tensor, # maps at layer resolution: [bs, l], [bs, h, w] or [bs, d, h, w]; or [bs, 1, ...]
+                  boxes, # one a map: (start, end) [bs, 2], (x0, y0, x1, y1) [bs, 4], (d0, h0, w0, d1, h1, w1) [bs, 6]
                   img_size, # extent of the inputs the boxes refer to: an int (every axis), or (L,), (H, W), (D, H, W)
                   reduce: bool = True # return the fraction of hits; False for a bool tensor [bs] of hits
                  ) -> float | Tensor:
@@ -132,10 +132,10 @@ def pointing_game_pairs(maps: Tensor, # maps of every label, [n, c, h, w] (or [n
     return pointing_game(maps[present], boxes[present], img_size, reduce)
 
 # %% ../nbs/10_metrics.ipynb #d7f496c6
-def box_masks(boxes, # boxes in input units: windows (start, end) [bs, 2], (x0, y0, x1, y1) [bs, 4] or (d0, h0, w0, d1, h1, w1) [bs, 6]
+def box_masks(boxes, # in input units: (start, end) [bs, 2], (x0, y0, x1, y1) [bs, 4], (d0, h0, w0, d1, h1, w1) [bs, 6]
               img_size # the input's extent: an int (every axis), or (L,), (H, W), (D, H, W)
              ) -> Tensor:
-    "The share of each pixel (sample, voxel) that its box covers, `[bs, *img_size]`: 1 inside, 0 outside, the covered fraction on the edge."
+    "The share of each pixel (sample, voxel) its box covers, `[bs, *img_size]`: 1 inside, 0 outside, a part on edges."
     lo, hi, rank = _regions(boxes)
     extent = tuple(int(v) for v in _extent(img_size, rank))
     mask = None
@@ -147,11 +147,11 @@ def box_masks(boxes, # boxes in input units: windows (start, end) [bs, 2], (x0, 
     return mask
 
 # %% ../nbs/10_metrics.ipynb #a2cafe20
-def energy_in_box(maps: Tensor, # maps at any resolution: [bs, l], [bs, h, w] or [bs, d, h, w], with or without a 1 after bs
-                  boxes, # one per map: windows (start, end) [bs, 2], boxes (x0, y0, x1, y1) [bs, 4] or (d0, h0, w0, d1, h1, w1) [bs, 6]
+def energy_in_box(maps: Tensor, # maps at any resolution: [bs, l], [bs, h, w] or [bs, d, h, w]; or [bs, 1, ...]
+                  boxes, # one a map: (start, end) [bs, 2], (x0, y0, x1, y1) [bs, 4], (d0, h0, w0, d1, h1, w1) [bs, 6]
                   img_size, # extent of the inputs the boxes refer to: an int (every axis), or (L,), (H, W), (D, H, W)
                   reduce: bool = True, # the mean over the maps; False for the share of each map [bs]
-                  mode: str | None = None # how the maps are stretched to the input (`upsample_maps`); None: (bi/tri)linear
+                  mode: str | None = None # how maps are stretched to the input (`upsample_maps`); None: (bi/tri)linear
                  ) -> float | Tensor:
     "Share of each map's energy (ReLU'd, upsampled to `img_size`) inside its box; NaN for a map that is all zero."
     if not isinstance(maps, Tensor): _one_map_each(maps, 'energy in box')
