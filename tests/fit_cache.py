@@ -67,11 +67,11 @@ class FitCache:
     # ---- the key
     def _data(self, h, dl, path: str, valid: bool):
         "What a loader feeds the fit: its items (file bytes and labels), transforms, batches and shuffling."
+        items = getattr(dl.dataset, 'items', None)
+        if not isinstance(items, pd.DataFrame): return False  # only the DataFrames of from_df-style loaders
         text = lambda o: _describe(o).replace(path, '<path>')
         h.update(text([dl.dataset.tfms, dl.after_item, dl.before_batch, dl.after_batch]).encode())
         h.update(repr((dl.bs, dl.shuffle, dl.drop_last, dl.n, str(dl.device))).encode())
-        items = dl.dataset.items
-        if not isinstance(items, pd.DataFrame): return False  # only the DataFrames of from_df-style loaders
         read = [c for pipe in dl.dataset.tfms for t in pipe.fs for c in L(getattr(t, 'cols', []))]
         items = items[[c for c in items.columns if c in read] or list(items.columns)]  # the columns the loader reads
         h.update(pd.util.hash_pandas_object(items, index=True).to_numpy().tobytes())
