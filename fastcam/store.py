@@ -325,12 +325,18 @@ class MapStore:
 def _dataset_labels(dl) -> Tensor:
     "The class index of every item of `dl`'s dataset: without loading the inputs from fastai `Datasets`, else by item."
     tls, n_inp, ds = getattr(dl.dataset, 'tls', None), getattr(dl, 'n_inp', 1), dl.dataset
-    if tls is not None and len(tls) == n_inp + 1:
-        return torch.stack([torch.as_tensor(tls[n_inp][i]) for i in range(len(ds))]).long()
-    if tls is None and isinstance(ds[0], (tuple, list)) and len(ds[0]) == n_inp + 1:  # (input, label) pairs in a list
-        return torch.stack([torch.as_tensor(ds[i][n_inp]) for i in range(len(ds))]).long()
-    raise ValueError("from_store needs a fastai DataLoader of (input, label) items to read the labels from; "
-                     "pass dl= the labelled DataLoader the maps were stored for")
+    if tls is not None and len(tls) == n_inp + 1: labels = [tls[n_inp][i] for i in range(len(ds))]
+    elif tls is None and isinstance(ds[0], (tuple, list)) and len(ds[0]) == n_inp + 1:  # (input, label) pairs in a list
+        labels = [ds[i][n_inp] for i in range(len(ds))]
+    else:
+        raise ValueError("from_store needs a fastai DataLoader of (input, label) items to read the labels from; "
+                         "pass dl= the labelled DataLoader the maps were stored for")
+    labels = [torch.as_tensor(y) for y in labels]
+    bad = next((i for i, y in enumerate(labels) if y.numel() != 1 or y.is_floating_point()), None)
+    if bad is not None:
+        raise ValueError(f"from_store needs one class index per item, but the label of item {bad} is {labels[bad]!r}: "
+                         f"for multi-label data read the maps with MapStore and score them yourself")
+    return torch.stack([y.reshape(()) for y in labels]).long()  # tsai's lists give each label as a tensor [1]
 
 @patch(cls_method=True)
 def from_store(cls: CAMInterpretation,
