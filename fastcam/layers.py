@@ -196,9 +196,23 @@ def _is_image_grid(shape: tuple, image: tuple) -> bool:
         return _divides(shape[2:3], image[:1]) and _divides(shape[3:], image[1:])
     return _divides(shape[2:], image)
 
+_ADAPTIVE_POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+                   nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+
+def _is_fixed_size_pool(m: nn.Module) -> bool:
+    "Adaptive pooling to a fixed size above one position (a head's `AdaptiveAvgPool1d(50)`, VGG's 7x7): the map ends here."
+    if not isinstance(m, _ADAPTIVE_POOLS): return False
+    size = m.output_size if isinstance(m.output_size, tuple) else (m.output_size,)
+    return any(s is not None and s > 1 for s in size)
+
+def _before_fixed_pool(outputs: list) -> list:
+    "The outputs that finish before the first fixed-size adaptive pooling: what follows no longer scales with the input."
+    end = next((i for i, (_, m, _) in enumerate(outputs) if _is_fixed_size_pool(m)), len(outputs))
+    return outputs[:end]
+
 def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
     "The last module of `model` to output a feature map of the main path `[bs, C, *spatial]`, found by running `x[:1]`."
-    outputs, extent = _outputs(model, x), tuple(main_input(x).shape[2:])
+    outputs, extent = _before_fixed_pool(_outputs(model, x)), tuple(main_input(x).shape[2:])
     maps = [m for name, m, shape in outputs if _is_image_grid(shape, extent)
             and not isinstance(m, nn.Identity) and inside_attention(model, m) is None and not _is_attention(m)]
     if maps: return maps[-1]
