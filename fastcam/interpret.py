@@ -11,10 +11,11 @@ from fastcore.basics import getcallable
 from fastai.interpret import ClassificationInterpretation, Interpretation
 from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
+from .layers import batch_items
 from .targets import check_index
 from .methods import cam_method
 from .show import show_cam_grid
-from .learner import is_multi_label  # fastcam.learner also gives Learner the cam_batch and decode_batch_images used here
+from .learner import batch_inputs, is_multi_label  # fastcam.learner also gives Learner the cam_batch and decode_batch_images used here
 
 # %% auto #0
 __all__ = ['CAMInterpretation', 'MultiLabelCAMInterpretation']
@@ -32,7 +33,7 @@ def _maps_pred_actual(method, xb: Tensor, y: Tensor) -> tuple:
     res = method.compute(xb)
     maps = res.maps.repeat(1, 2, *[1] * (res.maps.ndim - 2))  # [bs, 2, *spatial]: (h, w), (l,) or (d, h, w)
     wrong = (res.targets[:, 0] != y).nonzero()[:, 0]  # [m]: only there do the two maps differ
-    if len(wrong): maps[wrong, 1] = method.compute(xb[wrong], y[wrong]).maps[:, 0]
+    if len(wrong): maps[wrong, 1] = method.compute(batch_items(xb, wrong), y[wrong]).maps[:, 0]
     return res, maps
 
 # %% ../nbs/09_interpret.ipynb #e6fec1bd
@@ -75,7 +76,7 @@ class CAMInterpretation(ClassificationInterpretation):
             for b in (progress_bar(dl, leave=False) if progress else dl):
                 yb = tuple(b[n_inp:])
                 y = _labels(yb)
-                res, both = _maps_pred_actual(m, b[0], y)
+                res, both = _maps_pred_actual(m, batch_inputs(b, n_inp), y)
                 with torch.no_grad(): loss = learn.loss_func(res.logits, *yb)
                 for kept, t in zip((logits, targs, losses, maps), (res.logits, y, loss, both)): kept.append(t.cpu())
         preds = act(torch.cat(logits).as_subclass(Tensor))
@@ -187,11 +188,12 @@ class MultiLabelCAMInterpretation(Interpretation):
         logits, targs, losses, maps = [], [], [], []
         with learn.loss_not_reduced():
             for b in (progress_bar(dl, leave=False) if progress else dl):
-                xb, y = b[0], b[getattr(dl, 'n_inp', 1)]
-                res = m.compute(xb, topk=learn.dls.c)  # every label
+                n_inp = getattr(dl, 'n_inp', 1)
+                y = b[n_inp]
+                res = m.compute(batch_inputs(b, n_inp), topk=learn.dls.c)  # every label
                 where = res.targets.view(*res.targets.shape, *[1] * (res.maps.ndim - 2)).expand_as(res.maps)
                 by_label = torch.empty_like(res.maps).scatter_(1, where, res.maps)  # [bs, c, *spatial] in label order
-                with torch.no_grad(): loss = learn.loss_func(res.logits, y).view(len(xb), -1)
+                with torch.no_grad(): loss = learn.loss_func(res.logits, y).view(len(y), -1)
                 for kept, t in zip((logits, targs, losses, maps), (res.logits, y, loss, by_label)): kept.append(t.cpu())
         act = getcallable(learn.loss_func, 'activation')
         return cls(learn, dl, torch.cat(losses).as_subclass(Tensor), act, act(torch.cat(logits).as_subclass(Tensor)),

@@ -30,7 +30,7 @@ from .methods import all_methods, cam_method, method_label
 from .show import show_cam, show_cam_grid
 
 # %% auto #0
-__all__ = ['undistributed', 'is_segmentation', 'is_multi_label', 'cam_learner', 'keep_rng_state']
+__all__ = ['batch_inputs', 'undistributed', 'is_segmentation', 'is_multi_label', 'cam_learner', 'keep_rng_state']
 
 # %% ../nbs/07_learner.ipynb #8d9ed93d
 def _is_index(item) -> bool: return isinstance(item, (int, np.integer)) and not isinstance(item, bool)
@@ -38,6 +38,10 @@ def _is_index(item) -> bool: return isinstance(item, (int, np.integer)) and not 
 def _n_inp(dls) -> int:
     "How many inputs the model takes from a batch of `dls` (fastai's `n_inp`; 1 for loaders that do not say)."
     return getattr(dls, 'n_inp', 1)
+
+def batch_inputs(b, n_inp: int = 1):
+    "The model's inputs in a loader's batch `b`: `b[0]`, or the tuple of the first `n_inp` (several inputs)."
+    return b[0] if n_inp == 1 else tuple(b[:n_inp])
 
 def _is_single(items, n_inp: int = 1) -> bool:
     "Whether `items` is one item rather than a list of them (with several inputs, one item is a tuple of them)."
@@ -339,8 +343,7 @@ def cam_dl(self: Learner,
     fixed = None if isinstance(cls, str) and cls == 'target' else self.class_index(cls)
     maps, logits, targets = [], [], []
     for b in (progress_bar(dl, leave=False) if progress else dl):
-        xb = b[0] if n_inp == 1 else tuple(b[:n_inp])  # several inputs pass as a tuple
-        res = m.compute(xb, b[n_inp] if fixed is None and cls is not None else fixed, topk)
+        res = m.compute(batch_inputs(b, n_inp), b[n_inp] if fixed is None and cls is not None else fixed, topk)
         maps.append(res.maps.cpu()); logits.append(res.logits.cpu()); targets.append(res.targets.cpu())
     return CAMResult(torch.cat(maps), torch.cat(logits), torch.cat(targets))
 
