@@ -18,7 +18,7 @@ from fastprogress.fastprogress import progress_bar
 from .layers import unwrap_model
 from .engine import CAMResult
 from .methods import cam_method
-from .learner import keep_rng_state, undistributed  # fastcam.learner also gives Learner the class_index used here
+from .learner import batch_inputs, keep_rng_state, undistributed  # fastcam.learner also gives Learner the class_index used here
 from fastcore.basics import getcallable, patch
 from .interpret import CAMInterpretation
 
@@ -261,7 +261,7 @@ def store_maps(learn: Learner,
                 sent = None
                 if r < len(mine):
                     b = next(batches)
-                    res = m.compute(b[0], b[dl.n_inp] if cls == 'target' else fixed, topk)
+                    res = m.compute(batch_inputs(b, dl.n_inp), b[dl.n_inp] if cls == 'target' else fixed, topk)
                     sent = (mine[r] * bs, res.maps.cpu(), res.logits.cpu(), res.targets.cpu())
                 received = [sent]
                 if world > 1:
