@@ -9,15 +9,18 @@ from fit_cache import FitCache
 workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
 if workers > 1: torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
-# Longest first (minutes on 2 CPU cores), each worker holding one test in reserve (--maxschedchunk 1). Tests that share
-# a fit (tests/fit_cache.py) follow each other: the worker that runs find_and_fix runs the shortcut tutorial next, whose
-# two fits are find_and_fix's; quickstart trains the clean model before 12_cluster, on the other worker, reaches it (in
-# the other order the two met at that fit and one waited for the other); the docs tests follow the callback tutorial,
-# whose executed copy they show (tests/executed.py).
-LONG_FIRST = ['tutorials/find_and_fix', 'tutorials/shortcut', 'tutorials/segmentation', 'tutorials/quickstart',
-              'test_demo.py::test_demo', '12_cluster', 'tutorials/multilabel', 'tutorials/callback',
-              'tutorials/your_data', 'index.ipynb', 'test_docs.py', '10_metrics', 'test_store.py', 'test_callback.py',
-              '13_guidance', '08_callback', 'test_distrib.py', '07_learner', 'test_zoo.py']
+# Longest first (minutes on 2 CPU cores), each worker holding one test in reserve (--maxschedchunk 1): the first two go
+# to one worker, the next two to the other. Tests that share a fit (tests/fit_cache.py) follow each other on one worker,
+# so that neither waits while the other trains it: find_and_fix, then the shortcut tutorial, whose two fits are
+# find_and_fix's; quickstart, then test_demo, whose fit is quickstart's. 12_cluster's clean model is find_and_fix's
+# clean model, which find_and_fix (or else 12_cluster) trains at its end: 12_cluster starts on the other worker once
+# quickstart, test_demo and segmentation are done, long after it. The docs tests follow the callback tutorial, whose
+# executed copy they show (tests/executed.py).
+LONG_FIRST = ['tutorials/find_and_fix', 'tutorials/shortcut', 'tutorials/quickstart', 'test_demo.py::test_demo',
+              'tutorials/segmentation', '12_cluster', 'tutorials/multilabel', 'tutorials/callback',
+              'tutorials/your_data', 'index.ipynb', 'test_docs.py', 'tutorials/signals', '10_metrics', 'test_store.py',
+              'test_callback.py', '13_guidance', '08_callback', 'test_distrib.py', '07_learner', '09_interpret',
+              '14_cli', 'tutorials/volumes', 'test_zoo.py']
 
 def _rank(item) -> int:
     return next((i for i, key in enumerate(LONG_FIRST) if key in item.nodeid), len(LONG_FIRST))

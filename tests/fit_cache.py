@@ -1,10 +1,11 @@
 """Trained models shared by the tests of one pytest run.
 
-Several notebooks train the same model on the same data with the same seed: quickstart and 12_cluster's clean model
-are one fit; the shortcut tutorial's two models are find_and_fix's shortcut and clean models. `FitCache.install`
-(called by conftest.py for the whole run) wraps `Learner.fit_one_cycle`: the first such fit trains and stores its
-outcome; every later one with the same key loads it, under a file lock, so that the two xdist workers never train it
-twice. The notebooks keep their ordinary fastai training code.
+Several notebooks and tests train the same model on the same data with the same seed: the shortcut tutorial's two
+models are find_and_fix's shortcut and clean models, and that clean model is 12_cluster's; quickstart's model is the
+one `fastcam demo` trains with its defaults (tests/test_demo.py). `FitCache.install` (called by conftest.py for the
+whole run) wraps `Learner.fit_one_cycle`: the first such fit trains and stores its outcome; every later one with the
+same key loads it, under a file lock, so that the two xdist workers never train it twice. The notebooks keep their
+ordinary fastai training code.
 
 The key holds everything a fit's outcome depends on: the model (architecture, weights, training flags), the data (the
 pixels and labels the loaders read, their transforms, batch size, the training loader's generator), the loss,
