@@ -261,7 +261,8 @@ def store_maps(learn: Learner,
                 sent = None
                 if r < len(mine):
                     b = next(batches)
-                    res = m.compute(batch_inputs(b, dl.n_inp), b[dl.n_inp] if cls == 'target' else fixed, topk)
+                    n_inp = getattr(dl, 'n_inp', 1)  # 1 for loaders that do not say
+                    res = m.compute(batch_inputs(b, n_inp), b[n_inp] if cls == 'target' else fixed, topk)
                     sent = (mine[r] * bs, res.maps.cpu(), res.logits.cpu(), res.targets.cpu())
                 received = [sent]
                 if world > 1:
