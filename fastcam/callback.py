@@ -22,7 +22,7 @@ from .targets import check_int
 from .engine import CAMResult, normalize_maps, probabilities
 from .methods import cam_method
 from .show import show_cam_grid, upsample_maps
-from .learner import keep_rng_state  # fastcam.learner also gives Learner the cam_batch, class_index and decode_batch_images used here
+from .learner import class_names, keep_rng_state  # fastcam.learner also gives Learner the cam_batch, class_index and decode_batch_images used here
 
 # %% auto #0
 __all__ = ['CAMCallback']
@@ -199,8 +199,7 @@ class CAMCallback(Callback):
         if res.targets.shape[1] != 1:
             raise ValueError(f"CAMCallback explains one class per item, but cls={self.cls!r} asks for "
                              f"{res.targets.shape[1]}: pass one class per item, or use learn.show_cams for several")
-        vocab = getattr(self.dls, 'vocab', None)  # data of plain tensors has none: its classes are named by index
-        self._vocab = list(range(res.logits.shape[1])) if vocab is None else list(vocab)
+        self._vocab = class_names(self.learn, res.logits.shape[1])
         self._images = self.learn.decode_batch_images(x).cpu()
         self._pending = res if self._main and self.epochs_done == 0 and 0 not in self.history else None
 

@@ -15,7 +15,7 @@ from .layers import batch_items
 from .targets import check_index
 from .methods import cam_method
 from .show import show_cam_grid
-from .learner import batch_inputs, is_multi_label  # fastcam.learner also gives Learner the cam_batch and decode_batch_images used here
+from .learner import batch_inputs, class_names, is_multi_label  # fastcam.learner also gives Learner the cam_batch and decode_batch_images used here
 
 # %% auto #0
 __all__ = ['CAMInterpretation', 'MultiLabelCAMInterpretation']
@@ -50,7 +50,7 @@ class CAMInterpretation(ClassificationInterpretation):
                  maps: Tensor, # [n, 2, *spatial] maps of the predicted (0) and the actual (1) class
                  method): # the method object that made the maps
         Interpretation.__init__(self, learn, dl, losses, act)
-        self.vocab = _vocab(learn, dl, preds.shape[1])
+        self.vocab = class_names(learn, preds.shape[1], dl)
         self.preds, self.targs, self.decoded, self.maps, self.method = preds, targs, decoded, maps, method
 
     @classmethod
@@ -131,12 +131,6 @@ class CAMInterpretation(ClassificationInterpretation):
         return _plot_items(self, idx[:k].tolist(), same_scale, f"actual {a}, predicted {p}", **kwargs)
 
 # %% ../nbs/09_interpret.ipynb #e13efd7f
-def _vocab(learn: Learner, dl, n: int) -> list:
-    "The class names of `dl` (or of `learn.dls`); the indices `0...n-1` for data without a vocab (tensors of labels)."
-    vocab = getattr(dl, 'vocab', None)
-    if vocab is None: vocab = getattr(learn.dls, 'vocab', None)
-    return list(range(n)) if vocab is None else vocab
-
 def _class_index(interp: CAMInterpretation, cls) -> int:
     "The index of one class `cls`, a name (looked up by `learn.class_index`) or an index, checked against the vocab."
     n, fix = len(interp.vocab), f"pass an index below {len(interp.vocab)} or a name from learn.dls.vocab"
@@ -175,7 +169,7 @@ class MultiLabelCAMInterpretation(Interpretation):
                  maps: Tensor, # [n, c, *spatial] the map of every label, in label order
                  method): # the method object that made the maps
         Interpretation.__init__(self, learn, dl, losses, act)
-        self.vocab = _vocab(learn, dl, preds.shape[1])
+        self.vocab = class_names(learn, preds.shape[1], dl)
         self.preds, self.targs, self.maps, self.method = preds, targs.bool(), maps, method
         self.predicted = preds > learn.loss_func.thresh  # [n, c]
 

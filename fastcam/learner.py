@@ -30,7 +30,7 @@ from .methods import all_methods, cam_method, method_label
 from .show import show_cam, show_cam_grid
 
 # %% auto #0
-__all__ = ['batch_inputs', 'undistributed', 'is_segmentation', 'is_multi_label', 'cam_learner', 'keep_rng_state']
+__all__ = ['batch_inputs', 'undistributed', 'class_names', 'is_segmentation', 'is_multi_label', 'cam_learner', 'keep_rng_state']
 
 # %% ../nbs/07_learner.ipynb #8d9ed93d
 def _is_index(item) -> bool: return isinstance(item, (int, np.integer)) and not isinstance(item, bool)
@@ -176,6 +176,15 @@ def _vocab(learn: Learner):
     "The class names of `learn.dls` (`dls.vocab`), or None for loaders that have none (plain tensors, lists)."
     try: return learn.dls.vocab
     except AttributeError: return None
+
+def class_names(learn: Learner, # the learner whose classes are named
+                n: int, # the number of classes (the logits' width), for data without a vocab
+                dl=None # a DataLoader whose own vocab comes first
+               ) -> list:
+    "The names of the classes: `dl.vocab` or `learn.dls.vocab`, or the indices `0...n-1` for data without a vocab."
+    vocab = getattr(dl, 'vocab', None)
+    if vocab is None: vocab = _vocab(learn)
+    return list(range(n)) if vocab is None else list(vocab)
 
 @patch
 def class_index(self: Learner, cls):
