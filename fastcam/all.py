@@ -13,3 +13,5 @@ from .metrics import *
 from .store import *
 from .cluster import *
 from .guidance import *
+from .text import *
+from .shortcuts import *
