@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .hook import Hooks
-from .layers import (default_layer, find_layer, inside_attention, layer_name, layer_reshape,
-                            main_input, model_inputs, run_model, unwrap_model)
+from .layers import (default_layer, find_layer, inside_attention, input_extent, is_token_batch, layer_name,
+                            layer_reshape, main_input, model_inputs, run_model, unwrap_model)
 from .targets import RegionTarget, check_cls, model_logits, resolve_targets
 
+
 # %% auto #0
-__all__ = ['model_device', 'input_rank', 'check_batch', 'probabilities', 'eval_mode', 'as_float', 'normalize_maps', 'has_hooks',
-           'class_gradients', 'CAMResult', 'resize_maps', 'fuse_maps', 'CAMMethod']
+__all__ = ['model_device', 'input_rank', 'reads_tokens', 'check_batch', 'probabilities', 'eval_mode', 'as_float',
+           'normalize_maps', 'has_hooks', 'class_gradients', 'CAMResult', 'resize_maps', 'fuse_maps', 'CAMMethod']
 
 # %% ../nbs/03_engine.ipynb #a1041a4d
 def model_device(model: nn.Module) -> torch.device | None:
@@ -41,8 +42,26 @@ def _inputs_taken(model: nn.Module) -> tuple:
     required = [p.name for p in positional if p.default is p.empty]
     return required, (None if any(p.kind == p.VAR_POSITIONAL for p in params) else len(positional))
 
-def _check_one_input(x: Tensor, rank: int | None):
-    if 3 <= x.ndim <= 5 and (rank is None or x.ndim == rank + 2): return
+def reads_tokens(model: nn.Module) -> bool:
+    "Whether `model` reads token ids: its first embedding comes before any convolution (a text model)."
+    first = next((m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Embedding))), None)
+    return isinstance(first, nn.Embedding)
+
+def _check_tokens(x: Tensor, model: nn.Module):
+    "Refuse a batch that is not token ids for a text model, and token ids for a model without an embedding."
+    shape = tuple(x.shape)
+    if is_token_batch(x) and not reads_tokens(model):
+        raise ValueError(f"x holds token ids {shape} (integers [bs, T]), but this {type(model).__name__} has no "
+                         f"embedding to read them: pass what the model was built for (images [bs, c, H, W], ...)")
+    if reads_tokens(model) and not is_token_batch(x):
+        raise ValueError(f"this {type(model).__name__} starts with an embedding, so x must be token ids [bs, T] "
+                         f"(integers), got a {x.dtype} batch of shape {shape}: for text pass the numericalized "
+                         f"tokens, e.g. learn.cam('a text') or learn.cam_batch(['a text'])")
+
+def _check_one_input(x: Tensor, model: nn.Module):
+    rank = input_rank(model)
+    _check_tokens(x, model)
+    if is_token_batch(x) or (3 <= x.ndim <= 5 and (rank is None or x.ndim == rank + 2)): return
     shape = tuple(x.shape)
     if rank is None:
         raise ValueError(f"x must be a batch [bs, c, L], [bs, c, H, W] or [bs, c, D, H, W], got shape {shape}: for "
@@ -53,7 +72,7 @@ def _check_one_input(x: Tensor, rank: int | None):
     raise ValueError(f"{what}, got shape {shape}: {fix}")
 
 def check_batch(x, model: nn.Module):
-    "Check that `x` is a batch `[bs, c, *spatial]` (or a tuple of inputs) that `model` takes, on its device, before any work."
+    "Check that `x` is a batch `[bs, c, *spatial]`, token ids `[bs, T]` or a tuple of inputs that `model` takes, on its device."
     several = isinstance(x, (tuple, list))
     inputs = model_inputs(x)
     if not inputs or not all(isinstance(t, Tensor) for t in inputs):
@@ -70,10 +89,11 @@ def check_batch(x, model: nn.Module):
                             f"{n}: pass one tensor batch, or the inputs the model's forward takes")
         sizes = [len(t) if t.ndim else None for t in inputs]
         if len(set(sizes)) > 1: raise ValueError(f"the inputs of x have different batch sizes {sizes}: pass one batch")
-        if main_input(x).ndim < 3:
-            raise ValueError(f"none of the inputs of x has spatial axes [bs, c, ...] (shapes "
+        if main_input(x).ndim < 3 and not is_token_batch(main_input(x)):
+            raise ValueError(f"none of the inputs of x has spatial axes [bs, c, ...] or is token ids [bs, T] (shapes "
                              f"{[tuple(t.shape) for t in inputs]}), so there is nothing to map")
-    else: _check_one_input(x, input_rank(model))
+        _check_tokens(main_input(x), model)
+    else: _check_one_input(x, model)
     device = model_device(model)
     for t in inputs:
         if device is not None and device != t.device:
@@ -85,6 +105,7 @@ def probabilities(loss_func, # the learner's loss function; its `activation` tur
     "The probabilities `[bs, n]` that `loss_func.activation` (softmax, sigmoid) gives for `logits`, in float32."
     activation = getattr(loss_func, 'activation', None)
     return logits.float() if activation is None else activation(logits.float())
+
 
 # %% ../nbs/03_engine.ipynb #6473c219
 def _input_for(model: nn.Module, x):
@@ -185,15 +206,21 @@ class _Capture:
                              f"{axes}] of this batch of {self.bs}: pick a layer of the main path (not inside an "
                              f"attention block) or a reshape that returns [bs, C, {axes}]")
         if module in self.acts:
-            raise ValueError(f"layer {name!r} ran twice in one forward (a shared module): pick a layer that runs once")
+            raise ValueError(f"layer {name!r} ran twice in one forward (a shared module, or a module called in a loop "
+                             f"as fastai's SentenceEncoder calls its AWD_LSTM once per bptt tokens): pick a layer that "
+                             f"runs once, e.g. the SentenceEncoder itself")
 
     def hook(self, module, inputs, output):
+        rest = None
+        if type(output) is tuple and output and isinstance(output[0], Tensor):  # (outputs, mask), LSTM's (out, (h, c))
+            output, rest = output[0], output[1:]
         self.check(module, output)
         if self.grad:
             torch.set_grad_enabled(True)  # until the end of the model's forward, whose no_grad() restores the mode
             if not output.requires_grad: output = output.detach().requires_grad_()
         self.acts[module] = output
-        return output.clone()
+        return output.clone() if rest is None else (output.clone(), *rest)
+
 
 
 # %% ../nbs/03_engine.ipynb #648935d5
@@ -297,7 +324,7 @@ class CAMMethod:
         return [self.reshape or layer_reshape(self.model, l, x) for l in self.layers]
 
     def compute(self,
-                x, # a normalized batch [bs, c, *spatial] on the model's device, or a tuple of inputs
+                x, # a normalized batch [bs, c, *spatial] or token ids [bs, T] on the model's device, or a tuple of inputs
                 cls=None, # the classes to explain: None (predicted), int, [bs] or [bs, k]
                 topk: int | None = None, # explain the k highest-scoring classes instead
                 differentiable: bool = False, # keep the maps in the autograd graph of the parameters (training losses)
@@ -305,7 +332,7 @@ class CAMMethod:
                ) -> CAMResult:
         "Maps, logits and targets for batch `x`, from one forward."
         check_batch(x, self.model)
-        bs, spatial_dims = len(main_input(x)), main_input(x).ndim - 2
+        bs, spatial_dims = len(main_input(x)), len(input_extent(x))
         if target is None: check_cls(cls, topk, bs)
         else: self._check_target(target, cls, topk, x)
         x = _input_for(self.model, x)
@@ -390,5 +417,6 @@ class CAMMethod:
     def __repr__(self):
         names = [layer_name(self.model, l) if l is not None else 'auto' for l in self.layers]
         return f"{type(self).__name__}(layer={names if self.multi else names[0]!r}{', fuse=True' if self.fuse else ''})"
+
 
 

@@ -11,9 +11,10 @@ from torch import nn, Tensor
 from .hook import Hooks
 
 # %% auto #0
-__all__ = ['is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'model_inputs', 'main_input', 'batch_items', 'run_model',
-           'tiny_model', 'vit_reshape', 'channels_last_reshape', 'inside_attention', 'last_feature_layer',
-           'layer_reshape', 'default_layer', 'leaf_modules', 'modules_after']
+__all__ = ['is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'model_inputs', 'is_token_batch', 'main_input',
+           'input_extent', 'batch_items', 'run_model', 'tiny_model', 'vit_reshape', 'channels_last_reshape',
+           'inside_attention', 'last_feature_layer', 'text_reshape', 'layer_reshape', 'default_layer', 'leaf_modules',
+           'modules_after']
 
 # %% ../nbs/01_layers.ipynb #0a69d4a4
 def is_body_head(model: nn.Module) -> bool:
@@ -68,10 +69,20 @@ def model_inputs(x) -> tuple:
     "The model's positional inputs for batch `x`: `(x,)` for a tensor, the items of a tuple or list of several inputs."
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
+def is_token_batch(t) -> bool:
+    "Whether `t` is a batch of token ids `[bs, T]`: integers, two axes (what a text model's embedding reads)."
+    return isinstance(t, Tensor) and t.ndim == 2 and not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
 def main_input(x) -> Tensor:
-    "The first input of batch `x` with spatial axes (`[bs, c, ...]`), else its first input."
+    "The first input of batch `x` with spatial axes (`[bs, c, ...]`), else its first batch of token ids, else its first input."
     inputs = model_inputs(x)
-    return next((t for t in inputs if isinstance(t, Tensor) and t.ndim >= 3), inputs[0])
+    spatial = (t for t in inputs if isinstance(t, Tensor) and t.ndim >= 3)
+    return next(spatial, next((t for t in inputs if is_token_batch(t)), inputs[0]))
+
+def input_extent(x) -> tuple:
+    "The positions a map of batch `x` has at full resolution: `(T,)` for token ids `[bs, T]`, else the spatial axes."
+    t = main_input(x)
+    return tuple(t.shape[1:]) if is_token_batch(t) else tuple(t.shape[2:])
 
 def batch_items(x, index):
     "Items `index` (a slice or index tensor) of every input of batch `x`, in `x`'s structure."
@@ -81,6 +92,7 @@ def batch_items(x, index):
 def run_model(model: nn.Module, x):
     "The output of `model` for batch `x`, whose inputs are passed as positional arguments."
     return model(*model_inputs(x))
+
 
 # %% ../nbs/01_layers.ipynb #34fb8d21
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -212,6 +224,7 @@ def _before_fixed_pool(outputs: list) -> list:
 
 def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
     "The last module of `model` to output a feature map of the main path `[bs, C, *spatial]`, found by running `x[:1]`."
+    if is_token_batch(main_input(x)): _refuse_text_default(model, x)
     outputs, extent = _before_fixed_pool(_outputs(model, x)), tuple(main_input(x).shape[2:])
     maps = [m for name, m, shape in outputs if _is_image_grid(shape, extent)
             and not isinstance(m, nn.Identity) and inside_attention(model, m) is None and not _is_attention(m)]
@@ -224,6 +237,15 @@ def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
                      f"The last candidates, with their output shapes for one item: {shown}")
 
 
+def _refuse_text_default(model: nn.Module, x):
+    "A text model other than fastai's has no default layer (which hidden layer to explain is a choice): list candidates."
+    T = input_extent(x)[0]
+    shown = ', '.join([f"{name!r}" for name, m, shape in _outputs(model, x) if len(shape) == 3 and shape[1] == T][-8:])
+    raise ValueError(f"this {type(model).__name__} reads token ids, and fastcam picks a default layer only for fastai's "
+                     f"text classifiers: pass layer=, the name of a layer that outputs one vector per token [bs, T, C]. "
+                     f"The last candidates: {shown}")
+
+
 # %% ../nbs/01_layers.ipynb #e1d9a0a0
 def _token_reshape(vit: nn.Module, x: Tensor):
     "The `vit_reshape` for `vit`'s patch grid on images of `x`'s size."
@@ -231,11 +253,16 @@ def _token_reshape(vit: nn.Module, x: Tensor):
     H, W = main_input(x).shape[-2:]
     return vit_reshape(H // patch[0], W // patch[1], prefix)
 
+def text_reshape(tokens: Tensor) -> Tensor:
+    "A `reshape` for text models: one vector per token `[bs, T, C]` to a 1-D map `[bs, C, T]` (other shapes pass)."
+    return tokens.transpose(1, 2) if tokens.ndim == 3 else tokens
+
 def layer_reshape(model: nn.Module, # the model
                   layer: nn.Module, # a layer of the model
-                  x: Tensor # the batch (its size fixes a ViT's patch grid)
+                  x: Tensor # the batch (its size fixes a ViT's patch grid; token ids make a text model's layout)
                  ):
     "The `reshape` that turns `layer`'s output into feature maps, from the model family around it; None for NCHW maps."
+    if is_token_batch(main_input(x)): return text_reshape  # every layer of a text model outputs [bs, T, C]
     family, kind = _family_of(model, layer)
     if kind == 'tokens':
         tokens = _token_reshape(family, x)
@@ -253,6 +280,10 @@ def _channels_last_if(family: nn.Module, x: Tensor):
         return t
     return reshape
 
+def _is_fastai_text(model: nn.Module) -> bool:
+    "Whether `model` is fastai's text classifier: `SequentialRNN(SentenceEncoder, head)`."
+    return isinstance(model, nn.Sequential) and len(model) == 2 and type(model[0]).__name__ == 'SentenceEncoder'
+
 def default_layer(model: nn.Module, # the model to explain
                   x: Tensor | None = None # a batch: it fixes a ViT's patch grid and finds the layer of a plain model
                  ) -> tuple:
@@ -260,6 +291,7 @@ def default_layer(model: nn.Module, # the model to explain
     model = unwrap_model(model)
     if is_body_head(model): return model[0], None
     if type(model).__name__ == 'DynamicUnet': return model[4], None  # fastai's U-Net: its first decoder block
+    if _is_fastai_text(model): return model[0], text_reshape  # the encoder's output: one vector per token
     family, kind = _family_of(model)
     if kind == 'tokens': return _vit_spec(family)[0], (None if x is None else _token_reshape(family, x))
     if kind == 'nhwc':

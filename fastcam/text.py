@@ -4,7 +4,9 @@
 
 # %% ../nbs/15_text.ipynb #6df4883e
 from __future__ import annotations
-from .engine import *
+import torch
+from torch import nn, Tensor
+
 
 # %% auto #0
 __all__ = []
