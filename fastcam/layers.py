@@ -13,8 +13,8 @@ from .hook import Hooks
 # %% auto #0
 __all__ = ['is_body_head', 'layer_name', 'unwrap_model', 'find_layer', 'model_inputs', 'is_token_batch', 'main_input',
            'input_extent', 'batch_items', 'run_model', 'tiny_model', 'vit_reshape', 'channels_last_reshape',
-           'inside_attention', 'last_feature_layer', 'text_reshape', 'layer_reshape', 'default_layer', 'leaf_modules',
-           'modules_after']
+           'inside_attention', 'last_feature_layer', 'text_reshape', 'layer_reshape', 'text_encoder', 'seen_from',
+           'default_layer', 'leaf_modules', 'modules_after']
 
 # %% ../nbs/01_layers.ipynb #0a69d4a4
 def is_body_head(model: nn.Module) -> bool:
@@ -280,9 +280,19 @@ def _channels_last_if(family: nn.Module, x: Tensor):
         return t
     return reshape
 
-def _is_fastai_text(model: nn.Module) -> bool:
-    "Whether `model` is fastai's text classifier: `SequentialRNN(SentenceEncoder, head)`."
-    return isinstance(model, nn.Sequential) and len(model) == 2 and type(model[0]).__name__ == 'SentenceEncoder'
+def text_encoder(model: nn.Module) -> nn.Module | None:
+    "fastai's `SentenceEncoder` that starts a text classifier `SequentialRNN(SentenceEncoder, head)`, else None."
+    model = unwrap_model(model)
+    if isinstance(model, nn.Sequential) and len(model) == 2 and type(model[0]).__name__ == 'SentenceEncoder':
+        return model[0]
+    return None
+
+def seen_from(encoder: nn.Module, # fastai's `SentenceEncoder`
+              T: int # the number of tokens of the batch
+             ) -> int:
+    "The first token whose output `encoder` keeps: it reads `bptt` tokens at a time and keeps the chunks within `max_len`."
+    if encoder.max_len is None: return 0
+    return next((i for i in range(0, T, encoder.bptt) if T - i <= encoder.max_len), T)
 
 def default_layer(model: nn.Module, # the model to explain
                   x: Tensor | None = None # a batch: it fixes a ViT's patch grid and finds the layer of a plain model
@@ -291,7 +301,7 @@ def default_layer(model: nn.Module, # the model to explain
     model = unwrap_model(model)
     if is_body_head(model): return model[0], None
     if type(model).__name__ == 'DynamicUnet': return model[4], None  # fastai's U-Net: its first decoder block
-    if _is_fastai_text(model): return model[0], text_reshape  # the encoder's output: one vector per token
+    if text_encoder(model) is not None: return model[0], text_reshape  # the encoder's output: one vector per token
     family, kind = _family_of(model)
     if kind == 'tokens': return _vit_spec(family)[0], (None if x is None else _token_reshape(family, x))
     if kind == 'nhwc':

@@ -23,14 +23,18 @@ from fastai.vision.core import PILImage, TensorImage
 from fastai.torch_core import retain_type, to_cpu
 from fastprogress.fastprogress import progress_bar
 from torchvision.models import resnet18
-from .layers import main_input, model_inputs, unwrap_model
+from pathlib import Path
+from .layers import (batch_items, is_token_batch, main_input, model_inputs, seen_from, text_encoder,
+                            unwrap_model)
 from .targets import RegionTarget
 from .engine import CAMResult, probabilities
 from .methods import all_methods, cam_method, method_label
-from .show import show_cam, show_cam_grid
+from .show import TokenMap, TokenMaps, show_cam, show_cam_grid
+
 
 # %% auto #0
-__all__ = ['batch_inputs', 'undistributed', 'class_names', 'is_segmentation', 'is_multi_label', 'cam_learner', 'keep_rng_state']
+__all__ = ['batch_inputs', 'undistributed', 'class_names', 'is_segmentation', 'is_multi_label', 'token_map', 'cam_learner',
+           'keep_rng_state']
 
 # %% ../nbs/07_learner.ipynb #8d9ed93d
 def _is_index(item) -> bool: return isinstance(item, (int, np.integer)) and not isinstance(item, bool)
@@ -88,14 +92,34 @@ def _image_item(item):
         return PILImage.create(TensorImage(item.cpu()))
     return item
 
+def _reads_text(dls) -> bool:
+    "Whether `dls` holds texts (`TensorText` inputs; known by name, as fastai.text is slow to import)."
+    return len(dls.valid_ds) > 0 and type(_valid_inputs(dls, 0)[0]).__name__ == 'TensorText'
+
+def _text_item(item):
+    "A text item as `dls.test_dl` takes it: a non-empty string."
+    if isinstance(item, str):
+        if not item.strip(): raise ValueError(f"the text {item!r} is empty: pass a text with at least one word")
+        return item
+    shape = f" of shape {list(item.shape)}" if isinstance(item, (Tensor, np.ndarray)) else ""
+    raise TypeError(f"this learner reads text, so an item is a string or a validation index, got a "
+                    f"{type(item).__name__}{shape}: pass the text itself, e.g. learn.cam('a good movie')")
+
 def _raw_item(dls, item):
     "What `dls.test_dl` accepts for `item`: an index becomes its validation input, an array a tensor like it."
     if isinstance(item, Tensor) and item.ndim == 0: item = item.item()
     if _is_index(item): return _valid_inputs(dls, item)[0]
+    if isinstance(item, (str, Tensor, np.ndarray)) and _reads_text(dls): return _text_item(item)
+    if isinstance(item, str) and not Path(item).exists():
+        raise ValueError(f"{item[:60]!r} is not a file: this learner reads "
+                         f"{type(_valid_inputs(dls, 0)[0]).__name__}s, so a string item is the path of one; pass a "
+                         f"path that exists, an image or a validation index (text needs a text learner, e.g. "
+                         f"text_classifier_learner)")
     if isinstance(item, (Tensor, np.ndarray)):
         like = _valid_inputs(dls, 0)[0]
         if isinstance(like, Tensor): return _tensor_item(item, like)  # signals, volumes, clips: tensors
     return _image_item(item)
+
 
 # %% ../nbs/07_learner.ipynb #849a437b
 def undistributed(dl):
@@ -143,22 +167,32 @@ def _item_inputs(dls, item) -> tuple:
                         f"values (one per input), got {got}: e.g. learn.cam([(img, meta)]) or learn.cam([0, 1])")
     return tuple(_typed_input(dls, j, v) for j, v in enumerate(item))
 
-@patch
-def cam_batch(self: Learner,
-              items # a path, image, signal, volume, validation index or (several inputs) tuple; or a list of them
-             ):
-    "The batch `learn.predict` would make of `items`: `[n, 3, H, W]` images, `[n, c, L]` signals, or a tuple of inputs."
-    dls = _undistributed(self.dls)
+def _row_order(dl, n: int) -> Tensor | None:
+    "Which item each row of `dl`'s one batch holds (fastai's `SortedDL` puts texts longest first); None: in order."
+    order = [int(i) for i in dl.get_idxs()] if hasattr(dl, 'get_idxs') else list(range(n))
+    return None if order == list(range(n)) else torch.tensor(order)
+
+def _batch_rows(learn: Learner, items) -> tuple:
+    "`(x, order)`: the batch of `items` as the validation loader makes it, and the item of each row (None: in order)."
+    dls = _undistributed(learn.dls)
     n_inp = _n_inp(dls)
     items = [items] if _is_single(items, n_inp) else list(items)
-    if not items: raise ValueError("no items given: pass a path, an image, a validation index, or a list of them")
+    if not items: raise ValueError("no items given: pass a path, an image, a text, a validation index, or a list of them")
     if n_inp > 1:
-        inputs = [_item_inputs(dls, i) for i in items]
-        return tuple(undistributed(dls.valid).new(inputs, bs=len(items)).one_batch()[:n_inp])
+        dl = undistributed(dls.valid).new([_item_inputs(dls, i) for i in items], bs=len(items))
+        return tuple(dl.one_batch()[:n_inp]), _row_order(dl, len(items))
     raws = [_raw_item(dls, i) for i in items]
-    if _is_tsai(dls.valid): return _tsai_batch(dls.valid, raws)
-    b = dls.test_dl(raws, bs=len(items)).one_batch()
-    return b[0] if isinstance(b, (tuple, list)) else b  # a loader over plain tensors gives the batch itself
+    if _is_tsai(dls.valid): return _tsai_batch(dls.valid, raws), None
+    dl = dls.test_dl(raws, bs=len(items))
+    b = dl.one_batch()
+    return (b[0] if isinstance(b, (tuple, list)) else b), _row_order(dl, len(items))  # plain tensors: the batch itself
+
+@patch
+def cam_batch(self: Learner,
+              items # a path, image, signal, volume, text, validation index or (several inputs) tuple; or a list of them
+             ):
+    "The batch `learn.predict` would make of `items`: `[n, 3, H, W]` images, `[n, c, L]` signals, `[n, T]` token ids..."
+    return _batch_rows(self, items)[0]  # texts come longest first, as fastai's SortedDL orders them
 
 @patch
 def decode_batch_images(self: Learner,
@@ -171,10 +205,17 @@ def decode_batch_images(self: Learner,
     shown = main_input(tuple(decoded[:len(inputs)]))
     return TensorImage(shown) if shown.ndim == 4 else shown
 
+
 # %% ../nbs/07_learner.ipynb #98d6bd38
+def _class_vocab(vocab):
+    "The class names in `vocab`: a text classifier's loaders hold two vocabularies, `[tokens, classes]`."
+    if vocab is not None and len(vocab) == 2 and all(hasattr(v, '__len__') and not isinstance(v, str) for v in vocab):
+        return vocab[-1]
+    return vocab
+
 def _vocab(learn: Learner):
     "The class names of `learn.dls` (`dls.vocab`), or None for loaders that have none (plain tensors, lists)."
-    try: return learn.dls.vocab
+    try: return _class_vocab(learn.dls.vocab)
     except AttributeError: return None
 
 def class_names(learn: Learner, # the learner whose classes are named
@@ -182,7 +223,7 @@ def class_names(learn: Learner, # the learner whose classes are named
                 dl=None # a DataLoader whose own vocab comes first
                ) -> list:
     "The names of the classes: `dl.vocab` or `learn.dls.vocab`, or the indices `0...n-1` for data without a vocab."
-    vocab = getattr(dl, 'vocab', None)
+    vocab = _class_vocab(getattr(dl, 'vocab', None))
     if vocab is None: vocab = _vocab(learn)
     return list(range(n)) if vocab is None else list(vocab)
 
@@ -200,6 +241,7 @@ def class_index(self: Learner, cls):
             raise KeyError(f"unknown class name {cls!r}; the classes are {vocab} (learn.dls.vocab)")
         return vocab.index(cls)
     return cls
+
 
 # %% ../nbs/07_learner.ipynb #fcbdd6f0
 def is_segmentation(learn: Learner) -> bool:
@@ -227,10 +269,40 @@ def cam_result(self: Learner,
         raise ValueError("region= picks pixels of a segmentation output, but this learner classifies whole images: "
                          "pass cls= (or use a unet_learner)")
     if region is not None and target is not None: raise ValueError("pass region= or target=, not both")
-    x = self.cam_batch(items)
+    x, order = _batch_rows(self, items)
     cls = self.class_index(cls)
     if region is not None: target, cls = RegionTarget(cls, region), None
-    return cam_method(self.model, method, layer, **kwargs).compute(x, cls, topk, target=target), x
+    res = cam_method(self.model, method, layer, **kwargs).compute(x, _in_rows(cls, order), topk, target=target)
+    if order is not None: res, x = _in_item_order(res, x, order)
+    return _token_maps(self.model, res, x), x
+
+def _in_rows(cls, order: Tensor | None):
+    "Classes given one per item (`[n]`, `[n, k]`) in the order of the batch's rows."
+    if order is None or cls is None or isinstance(cls, (int, np.integer)): return cls
+    if isinstance(cls, Tensor) and cls.ndim == 0: return cls
+    return cls[order] if isinstance(cls, Tensor) else [cls[i] for i in order.tolist()]
+
+def _in_item_order(res: CAMResult, x, order: Tensor) -> tuple:
+    "`res` and `x` with their rows back in the order the items were given."
+    back = order.argsort()
+    maps = [m[back] for m in res.maps] if isinstance(res.maps, list) else res.maps[back]
+    logits = None if res.logits is None else res.logits[back]
+    return CAMResult(maps, logits, res.targets[back]), batch_items(x, back)
+
+def _token_maps(model, res: CAMResult, x) -> CAMResult:
+    "Maps of fastai's text classifier over every token of `x`: 0 on padding and on the tokens before `max_len`."
+    encoder = text_encoder(model)
+    if encoder is None: return res
+    ids = main_input(x).as_subclass(Tensor)  # [n, T]
+    start, kept = seen_from(encoder, ids.shape[1]), (ids != encoder.pad_idx)[:, None]  # [n, 1, T]
+    def full(maps: Tensor) -> Tensor:
+        if maps.shape[-1] not in (ids.shape[1], ids.shape[1] - start): return maps  # a layer that is not per token
+        out = maps.new_zeros(*maps.shape[:-1], ids.shape[1])
+        out[..., ids.shape[1] - maps.shape[-1]:] = maps  # the encoder keeps the outputs of the last tokens
+        return out * kept.to(out.device)
+    maps = [full(m) for m in res.maps] if isinstance(res.maps, list) else full(res.maps)
+    return CAMResult(maps, res.logits, res.targets)
+
 
 
 # %% ../nbs/07_learner.ipynb #31a091f9
@@ -251,6 +323,42 @@ def _class_name(learn: Learner, c: int) -> str:
 def _title(learn: Learner, c: int, p: float, prefix: str = '') -> str:
     return f"{prefix}{_class_name(learn, c)} {p:.2f}"
 
+# %% ../nbs/07_learner.ipynb #4001d542
+def _token_strings(learn: Learner, ids: Tensor) -> list:
+    "The tokens of token ids `ids` `[T]`: from fastai's text vocab, a Hugging Face tokenizer kept as `dls.tokenizer`, or the ids."
+    vocab = getattr(learn.dls, 'vocab', None) if _reads_text(_undistributed(learn.dls)) else None
+    if vocab is not None and _class_vocab(vocab) is not vocab: return [str(vocab[0][t]) for t in ids.tolist()]
+    tokenizer = getattr(learn.dls, 'tokenizer', None)
+    if hasattr(tokenizer, 'convert_ids_to_tokens'): return tokenizer.convert_ids_to_tokens(ids.tolist())
+    return [str(t) for t in ids.tolist()]
+
+def token_map(learn: Learner, # the text learner the map is of
+              x, # the batch: token ids [n, T], or a tuple (ids, attention mask, ...)
+              i: int, # the row of `x`
+              cam_map: Tensor, # [T] the map of row `i` over its tokens
+              title: str = '', # e.g. the class and its probability
+              markers: bool = False # keep fastai's markers (xxbos, xxmaj, ...) as words
+             ) -> TokenMap:
+    "Row `i` of `x` as words coloured by `cam_map`: padding dropped, tokens the model did not see marked."
+    ids, values = main_input(x)[i].cpu(), cam_map.detach().float().cpu().clone()
+    inputs = model_inputs(x)
+    encoder = text_encoder(learn.model)
+    if encoder is not None: values[:seen_from(encoder, len(ids))] = float('nan')
+    tokens = _token_strings(learn, ids)
+    if encoder is not None: tokens = ['xxpad' if t == encoder.pad_idx else w for t, w in zip(ids.tolist(), tokens)]
+    elif len(inputs) > 1 and is_token_batch(inputs[1]):  # masked tokens are padding
+        tokens = [w if m else 'xxpad' for w, m in zip(tokens, inputs[1][i].tolist())]
+    return TokenMap.from_tokens(tokens, values, title, markers)
+
+def _token_grid(learn: Learner, x, maps: Tensor, titles: list, markers: bool = False, **kwargs) -> TokenMaps:
+    "The maps `[n, k, T]` of the rows of `x` as `TokenMaps`: item by item, class (or method) by class."
+    if kwargs:
+        raise TypeError(f"show_cams of texts takes markers=, not {sorted(kwargs)}: draw the result with "
+                        f".show(width=..., figsize=...) for a matplotlib figure")
+    return TokenMaps([token_map(learn, x, i, maps[i, j], titles[i][j], markers)
+                      for i in range(len(maps)) for j in range(maps.shape[1])])
+
+
 # %% ../nbs/07_learner.ipynb #f93de061
 def _outline(ax, mask: Tensor):
     "Draw the outline of a 0/1 `mask` [H, W] on `ax`."
@@ -266,7 +374,7 @@ def show_cam(self: Learner,
              region=None, # segmentation: the pixels predicted as `cls` (None), a box (x0, y0, x1, y1) or a mask [H, W]
              **kwargs # passed to `show_cam` (alpha, cmap, figsize, ...)
             ):
-    "Draw `item` with the map of class `cls` over it, titled with class name and probability; returns the axes."
+    "Draw `item` with the map of class `cls` over it, titled with class and probability; returns the axes (text: a `TokenMap`)."
     if not _is_single(item, _n_inp(_undistributed(self.dls))):
         raise ValueError("show_cam draws one item: use learn.show_cams for several")
     if is_segmentation(self) and cls is None:
@@ -283,7 +391,12 @@ def show_cam(self: Learner,
         _outline(ax, mask)
         return ax
     p = probabilities(self.loss_func, res.logits)[0, c].item()
+    if is_token_batch(main_input(x)):  # text: the words on their values' colours, HTML in Jupyter
+        tokens = token_map(self, x, 0, res.maps[0, 0], _title(self, c, p), kwargs.pop('markers', False))
+        if ctx is not None: tokens.show(ctx=ctx, **kwargs)
+        return tokens
     return show_cam(self.decode_batch_images(x)[0], res.maps[0, 0], ctx=ctx, title=_title(self, c, p), **kwargs)
+
 
 
 # %% ../nbs/07_learner.ipynb #2ca94b67
@@ -305,10 +418,16 @@ def show_cams(self: Learner,
         res, x = self.cam_result(items, cls, layer, method, topk)
         probs = probabilities(self.loss_func, res.logits)
         titles = [[_title(self, c, probs[i, c].item()) for c in row.tolist()] for i, row in enumerate(res.targets)]
+        if is_token_batch(main_input(x)): return _token_grid(self, x, res.maps, titles, **kwargs)
         return show_cam_grid(self.decode_batch_images(x), res.maps, titles, show_image=show_image, **kwargs)
     if isinstance(methods, str) and methods == 'all': methods = all_methods(self.model, layer)
-    x = self.cam_batch(items)
-    results = [cam_method(self.model, m, layer).compute(x, self.class_index(cls), topk) for m in methods]
+    x, order = _batch_rows(self, items)
+    cls = _in_rows(self.class_index(cls), order)
+    results = [cam_method(self.model, m, layer).compute(x, cls, topk) for m in methods]
+    if order is not None:
+        rows, results = x, [_in_item_order(r, x, order)[0] for r in results]
+        x = batch_items(rows, order.argsort())
+    results = [_token_maps(self.model, r, x) for r in results]
     if any(r.targets.shape[1] != 1 for r in results):
         raise ValueError("with several methods pass one class per item (or none for the predicted class)")
     probs = probabilities(self.loss_func, results[0].logits)
@@ -316,7 +435,9 @@ def show_cams(self: Learner,
     maps = torch.cat([r.maps for r in results], 1)  # [n, methods, *spatial]
     titles = [[_title(self, r.targets[i, 0].item(), probs[i, r.targets[i, 0]].item(), f"{name}: ")
                for name, r in zip(names, results)] for i in range(len(maps))]
+    if is_token_batch(main_input(x)): return _token_grid(self, x, maps, titles, **kwargs)
     return show_cam_grid(self.decode_batch_images(x), maps, titles, show_image=show_image, **kwargs)
+
 
 # %% ../nbs/07_learner.ipynb #dac89bfe
 def _show_labels(learn: Learner, items, layer, method, show_image: bool, **kwargs):

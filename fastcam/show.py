@@ -4,6 +4,8 @@
 
 # %% ../nbs/05_show.ipynb #01d6ca82
 from __future__ import annotations
+import html
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
@@ -16,7 +18,7 @@ from .engine import normalize_maps, resize_maps  # noqa: F401  (normalize_maps: 
 
 
 # %% auto #0
-__all__ = ['upsample_maps', 'show_cam', 'animate_cam', 'show_cam_grid']
+__all__ = ['upsample_maps', 'show_cam', 'animate_cam', 'show_cam_grid', 'detokenize', 'TokenMap', 'TokenMaps']
 
 # %% ../nbs/05_show.ipynb #4b47f762
 def upsample_maps(maps: Tensor, # maps [bs, k, *spatial], [bs, *spatial] or one map [*spatial]
@@ -276,4 +278,146 @@ def show_cam_grid(images: Tensor, # decoded inputs [n, 3, H, W] (signals [n, c, 
     if suptitle: fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+# %% ../nbs/05_show.ipynb #8816be31
+_PADS = {'xxpad', '[PAD]', '<pad>'}  # fastai's, BERT's and RoBERTa's padding
+_HIDDEN = {'xxbos', 'xxeos', 'xxfld', 'xxfake', '[CLS]', '[SEP]', '<s>', '</s>'}  # markers that stand for no word
+_CASE = {'xxmaj': str.capitalize, 'xxup': str.upper}  # markers that change the next word
+
+def detokenize(tokens: list, # the tokens of one text, as fastai's tokenizer wrote them
+               markers: bool = False # keep fastai's markers (xxbos, xxmaj, ...) as tokens of their own
+              ) -> list:
+    "`[(word, [token indices])]`: the words a reader sees, each with the tokens it is made of (padding dropped)."
+    words, i, pending = [], 0, []
+    while i < len(tokens):
+        t = str(tokens[i])
+        if t in _PADS: i += 1
+        elif markers: words.append((t, [i])); i += 1
+        elif t in _HIDDEN: i += 1
+        elif t.startswith('##') and words:  # a word piece (BERT's WordPiece) continues the word before it
+            words[-1] = (words[-1][0] + t[2:], words[-1][1] + [i])
+            i += 1
+        elif t in _CASE: pending.append(i); i += 1
+        elif t in ('xxrep', 'xxwrep') and i + 2 < len(tokens) and str(tokens[i + 1]).isdigit():
+            n, unit = int(tokens[i + 1]), str(tokens[i + 2])
+            words.append((unit * n if t == 'xxrep' else ' '.join([unit] * n), pending + [i, i + 1, i + 2]))
+            pending, i = [], i + 3
+        else:
+            for j in pending: t = _CASE[str(tokens[j])](t)
+            words.append((t, pending + [i]))
+            pending, i = [], i + 1
+    return words
+
+
+# %% ../nbs/05_show.ipynb #2a615cd7
+def _word_values(words: list, values: Tensor) -> Tensor:
+    "The value of each word: the largest value of its tokens seen by the model (NaN when it saw none)."
+    out = []
+    for _, idx in words:
+        v = values[idx]
+        seen = v[~v.isnan()]
+        out.append(seen.max() if len(seen) else v.new_tensor(float('nan')))
+    return torch.stack(out) if out else values[:0]
+
+@dataclass
+class TokenMap:
+    "One text's map: its words, a value per word (NaN: not seen by the model), drawn as HTML or a matplotlib figure."
+    words: list # the words shown, in order
+    values: Tensor # [n_words] a value per word, NaN for words the model did not see
+    title: str = '' # e.g. the class and its probability
+
+    @classmethod
+    def from_tokens(cls,
+                    tokens: list, # the tokens of one text
+                    values: Tensor, # [n_tokens] the map over them (NaN where the model saw no token)
+                    title: str = '', # shown above the text
+                    markers: bool = False # keep fastai's markers as words of their own
+                   ) -> TokenMap:
+        "The map of `tokens` by `values`, detokenized to words (see `detokenize`)."
+        words = detokenize(tokens, markers)
+        values = torch.as_tensor(values).detach().float().cpu()
+        return cls([w for w, _ in words], _word_values(words, values), title)
+
+    @property
+    def unseen(self) -> int:
+        "How many words the model did not see."
+        return int(self.values.isnan().sum())
+
+    def colors(self, cmap: str | None = None) -> np.ndarray:
+        "RGBA `[n_words, 4]`: white at 0 to the colour of the largest |value|; grey for unseen words."
+        v = self.values.numpy()
+        signed = bool((v[~np.isnan(v)] < 0).any())
+        top = np.nanmax(np.abs(v)) if (~np.isnan(v)).any() else 0.
+        top = top if top > 0 else 1.
+        cm = plt.get_cmap(cmap or ('RdBu_r' if signed else 'Reds'))
+        scaled = (v / top + 1) / 2 if signed else v / top  # [0, 1]; 0.5 is a signed map's 0
+        rgba = cm(np.nan_to_num(scaled, nan=0.))
+        rgba[np.isnan(v)] = (0.85, 0.85, 0.85, 1.)
+        return rgba
+
+    def _note(self) -> str:
+        return f"{self.unseen} words before these were not seen by the model (max_len)" if self.unseen else ''
+
+    def _repr_html_(self) -> str:
+        spans = []
+        for w, v, c in zip(self.words, self.values.tolist(), self.colors()):
+            r, g, b = (int(255 * x) for x in c[:3])
+            tip = 'not seen' if np.isnan(v) else f'{v:.4g}'
+            spans.append(f'<span title="{tip}" style="background-color: rgb({r},{g},{b}); color: black; '
+                         f'padding: 1px 2px; margin: 1px; border-radius: 2px">{html.escape(w)}</span>')
+        title = f'<div style="font-weight: bold">{html.escape(self.title)}</div>' if self.title else ''
+        note = f'<div style="color: #777">{self._note()}</div>' if self.unseen else ''
+        return f'<div style="line-height: 1.9">{title}{note}{" ".join(spans)}</div>'
+
+    def lines(self, width: int = 60) -> list:
+        "The words in lines of at most `width` characters (a longer word gets a line of its own): `[[index, ...], ...]`."
+        lines, line, n = [], [], 0
+        for i, w in enumerate(self.words):
+            if line and n + 1 + len(w) > width: lines.append(line); line, n = [], 0
+            n += len(w) + (1 if line else 0)
+            line.append(i)
+        return lines + [line] if line else lines
+
+    def show(self,
+             ctx=None, # the axes to draw on; a new figure if None
+             width: int = 60, # characters per line
+             cmap: str | None = None, # matplotlib colour map; default 'Reds', or 'RdBu_r' for a signed map
+             fontsize: float = 11, # size of the words
+             figsize: tuple | None = None # size of a new figure
+            ):
+        "Draw the words on their values' colours with matplotlib; returns the axes."
+        lines = self.lines(width)
+        if ctx is None: _, ctx = plt.subplots(figsize=figsize or (width * fontsize / 110, 0.4 * (len(lines) + 1)))
+        colors = self.colors(cmap)
+        for row, line in enumerate(lines):
+            col = 0
+            for i in line:
+                ctx.text(col, row, self.words[i], family='monospace', fontsize=fontsize, va='center', ha='left',
+                         bbox=dict(facecolor=colors[i], edgecolor='none', pad=1.5))
+                col += len(self.words[i]) + 1
+        ctx.set_xlim(-0.5, width + 0.5)
+        ctx.set_ylim(len(lines) - 0.5, -0.5 - (1 if self.unseen else 0))
+        if self.unseen: ctx.text(0, -1, self._note(), fontsize=fontsize * 0.8, color='#777', va='center')
+        ctx.set_title(self.title)
+        ctx.axis('off')
+        return ctx
+
+
+# %% ../nbs/05_show.ipynb #dffb33f2
+class TokenMaps(list):
+    "Several `TokenMap`s, one under the other: HTML in Jupyter, `show` for a matplotlib figure."
+    def _repr_html_(self) -> str: return '<hr style="margin: 4px 0">'.join(m._repr_html_() for m in self)
+
+    def show(self,
+             width: int = 60, # characters per line
+             figsize: tuple | None = None, # size of the figure; default from the number of lines
+             **kwargs # passed to `TokenMap.show` (cmap, fontsize)
+            ):
+        "One matplotlib figure with a row per map; returns the figure."
+        heights = [len(m.lines(width)) + 1 + bool(m.unseen) for m in self]
+        fig, axs = plt.subplots(len(self), 1, figsize=figsize or (width * 0.1, 0.4 * sum(heights)),
+                                gridspec_kw=dict(height_ratios=heights), squeeze=False)
+        for m, ax in zip(self, axs[:, 0]): m.show(ctx=ax, width=width, **kwargs)
+        return fig
 

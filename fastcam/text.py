@@ -4,8 +4,6 @@
 
 # %% ../nbs/15_text.ipynb #6df4883e
 from __future__ import annotations
-import torch
-from torch import nn, Tensor
 
 
 # %% auto #0

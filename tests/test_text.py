@@ -1,0 +1,135 @@
+"""Maps over the tokens of a fastai text classifier (AWD_LSTM), checked against plain autograd.
+
+The reference is Grad-CAM written by hand: a hook keeps the `SentenceEncoder`'s output, the full graph runs, one
+`autograd.grad` per class, weights = the gradient's mean over time. Reviews are longer than `bptt` (8 tokens), so the
+encoder reads them in chunks with its hidden state carried, and longer than `max_len` (16), so the classifier never
+sees their first tokens."""
+import torch
+import pytest
+from fastai.text.all import AWD_LSTM, awd_lstm_clas_config, text_classifier_learner
+from fastcam.all import (GradCAM, HiResCAM, TokenMap, TokenMaps, make_sentiment, seen_from, sentiment_dls,
+                         text_encoder)
+
+BPTT, MAX_LEN = 8, 16
+
+
+@pytest.fixture(scope='module')
+def learn():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small RNN: one thread beats two on a busy machine
+    data = make_sentiment(200, 40, seed=0)
+    dls = sentiment_dls(data, bs=32, seq_len=BPTT)
+    torch.manual_seed(0)
+    learn = text_classifier_learner(dls, AWD_LSTM, pretrained=False, seq_len=BPTT, max_len=MAX_LEN, drop_mult=0.1,
+                                    config=dict(awd_lstm_clas_config, emb_sz=16, n_hid=32, n_layers=1))
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(4, 3e-2)
+    learn.texts = data.texts
+    yield learn
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def texts(learn):
+    "A short review (within bptt), two longer than max_len, and one of middle length, in no order of length."
+    short = 'the plot was great .'
+    return [learn.texts[-1], short, learn.texts[-2], learn.texts[-5]]
+
+
+def reference_gradcam(model, ids, c):
+    "Grad-CAM over the encoder's output tokens, before its ReLU: full graph, plain autograd, mean over time."
+    store = {}
+    hook = model[0].register_forward_hook(lambda m, i, o: store.update(A=o[0]))
+    try:
+        with torch.enable_grad(): logits = model.eval()(ids)[0]
+    finally: hook.remove()
+    A = store['A']  # [bs, T', C]: the outputs of the last tokens
+    G = torch.autograd.grad(logits[:, c].sum(), A)[0]
+    return (G.mean(1, keepdim=True) * A).sum(-1).detach()  # [bs, T']
+
+
+def close(a, b, rel=1e-5):
+    "Equal to `rel` relative to the largest value."
+    assert (a - b).abs().max() <= rel * b.abs().max(), f"{(a - b).abs().max()} vs {b.abs().max()}"
+
+
+def test_gradcam_equals_plain_autograd(learn, texts):
+    x = learn.cam_batch(texts)  # longest first, as fastai's SortedDL makes it
+    ids = x.as_subclass(torch.Tensor)
+    T = ids.shape[1]
+    assert T > MAX_LEN > BPTT
+    start = seen_from(learn.model[0], T)
+    assert start > 0  # the longest review has tokens the classifier never sees
+    lengths = [learn.cam_batch(t).shape[1] for t in texts]
+    assert len(set(lengths)) == len(texts)
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # the item in each row of the batch
+    for c in (0, 1):
+        maps = learn.cam(texts, cls=c, method='gradcam', relu=False)[:, 0]  # [n, T], in the items' order
+        reference = reference_gradcam(learn.model, ids, c)  # [n, T - start], in the batch's order
+        kept = (ids[:, start:] != text_encoder(learn.model).pad_idx)
+        close(maps[order][:, start:], reference * kept)
+        assert (maps[order][:, :start] == 0).all() and (maps[order][:, start:][~kept] == 0).all()
+    relu = learn.cam(texts, cls=1)[:, 0]
+    close(relu, learn.cam(texts, cls=1, method='gradcam', relu=False)[:, 0].relu())
+
+
+def test_items_keep_their_order(learn, texts):
+    "The batch is sorted longest first for the encoder; the maps come back in the order the texts were given."
+    maps = learn.cam(texts, cls=[0, 1, 1, 0], method='gradcam', relu=False)
+    reverse = learn.cam(texts[::-1], cls=[0, 1, 1, 0][::-1], method='gradcam', relu=False)
+    torch.testing.assert_close(reverse, maps.flip(0), rtol=0, atol=0)
+    assert [(m != 0).sum().item() > 0 for m in maps[:, 0]] == [True] * len(texts)
+
+
+def test_k_classes_in_one_call_and_repeated_calls(learn, texts):
+    res, _ = learn.cam_result(texts, topk=2)
+    for j in range(2):
+        one = learn.cam(texts, cls=res.targets[:, j].tolist())
+        close(res.maps[:, j], one[:, 0])
+    torch.testing.assert_close(learn.cam(texts, cls=1), learn.cam(texts, cls=1), rtol=0, atol=0)
+    names = learn.cam(texts, cls='positive')
+    close(names, learn.cam(texts, cls=1))
+
+
+def test_gradient_times_embedding(learn, texts):
+    "HiResCAM at the embedding without ReLU is gradient x embedding, from plain autograd (texts within one chunk)."
+    short = ['the plot was great .', 'the movie was dull .']
+    x = learn.cam_batch(short).as_subclass(torch.Tensor)
+    assert x.shape[1] <= BPTT
+    layer = learn.model[0].module.encoder_dp
+    store = {}
+    hook = layer.register_forward_hook(lambda m, i, o: store.update(E=o))
+    try:
+        with torch.enable_grad(): logits = learn.model.eval()(x)[0]
+    finally: hook.remove()
+    grad = torch.autograd.grad(logits[:, 1].sum(), store['E'])[0]
+    expected = (grad * store['E']).sum(-1).detach()  # [n, T]
+    maps = learn.cam(short, cls=1, method=HiResCAM(learn.model, layer, relu=False))[:, 0]
+    close(maps, expected * (x != 1))
+    assert (maps < 0).any()  # signed: some tokens speak against the class
+
+
+def test_bad_input_errors_before_work(learn):
+    calls = []
+    hook = learn.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match="is empty"): learn.cam('  ')
+        with pytest.raises(KeyError, match="unknown class name 'great'"): learn.cam('a good film', cls='great')
+        with pytest.raises(TypeError, match="this learner reads text"): learn.cam(torch.rand(3, 16, 16))
+        with pytest.raises(ValueError, match="must be token ids"): GradCAM(learn.model)(torch.rand(2, 3, 16, 16))
+    finally: hook.remove()
+    assert not calls
+
+
+def test_show(learn, texts):
+    tm = learn.show_cam(texts[0], cls=1)
+    assert isinstance(tm, TokenMap) and tm.unseen > 0 and tm.title.startswith('positive ')
+    words = texts[0].split()
+    assert tm.words == words[-len(tm.words):]  # detokenized: no xxbos, no padding
+    T = learn.cam_batch(texts[0]).shape[1]  # xxbos and the words, no padding: one text
+    start = seen_from(learn.model[0], T)
+    assert tm.unseen == start - 1  # the tokens before start, but xxbos
+    torch.testing.assert_close(tm.values[tm.unseen:], learn.cam(texts[0], cls=1)[0, 0, start:])
+    assert 'xxbos' not in tm._repr_html_() and 'xxbos' in learn.show_cam(texts[0], markers=True)._repr_html_()
+    grid = learn.show_cams(texts[:2], topk=2)
+    assert isinstance(grid, TokenMaps) and len(grid) == 4
+    assert len(grid.show().axes) == 4
