@@ -289,12 +289,19 @@ def _in_item_order(res: CAMResult, x, order: Tensor) -> tuple:
     logits = None if res.logits is None else res.logits[back]
     return CAMResult(maps, logits, res.targets[back]), batch_items(x, back)
 
+def _attention_mask(x) -> Tensor | None:
+    "The attention mask `[n, T]` of a batch `(input_ids, attention_mask, ...)` of token ids (Hugging Face's order)."
+    inputs = model_inputs(x)
+    if len(inputs) < 2 or not is_token_batch(inputs[0]) or not is_token_batch(inputs[1]): return None
+    mask = inputs[1].as_subclass(Tensor)
+    return mask if mask.shape == inputs[0].shape and ((mask == 0) | (mask == 1)).all() else None
+
 def _token_maps(model, res: CAMResult, x) -> CAMResult:
-    "Maps of fastai's text classifier over every token of `x`: 0 on padding and on the tokens before `max_len`."
-    encoder = text_encoder(model)
-    if encoder is None: return res
-    ids = main_input(x).as_subclass(Tensor)  # [n, T]
-    start, kept = seen_from(encoder, ids.shape[1]), (ids != encoder.pad_idx)[:, None]  # [n, 1, T]
+    "Maps of a text model over every token of `x`: 0 on padding, and on the tokens fastai's encoder drops (`max_len`)."
+    ids, encoder, mask = main_input(x).as_subclass(Tensor), text_encoder(model), _attention_mask(x)  # ids: [n, T]
+    if encoder is None and mask is None: return res
+    start = 0 if encoder is None else seen_from(encoder, ids.shape[1])
+    kept = (ids != encoder.pad_idx if encoder is not None else mask != 0)[:, None]  # [n, 1, T]
     def full(maps: Tensor) -> Tensor:
         if maps.shape[-1] not in (ids.shape[1], ids.shape[1] - start): return maps  # a layer that is not per token
         out = maps.new_zeros(*maps.shape[:-1], ids.shape[1])
@@ -341,13 +348,11 @@ def token_map(learn: Learner, # the text learner the map is of
              ) -> TokenMap:
     "Row `i` of `x` as words coloured by `cam_map`: padding dropped, tokens the model did not see marked."
     ids, values = main_input(x)[i].cpu(), cam_map.detach().float().cpu().clone()
-    inputs = model_inputs(x)
     encoder = text_encoder(learn.model)
     if encoder is not None: values[:seen_from(encoder, len(ids))] = float('nan')
-    tokens = _token_strings(learn, ids)
+    tokens, mask = _token_strings(learn, ids), _attention_mask(x)
     if encoder is not None: tokens = ['xxpad' if t == encoder.pad_idx else w for t, w in zip(ids.tolist(), tokens)]
-    elif len(inputs) > 1 and is_token_batch(inputs[1]):  # masked tokens are padding
-        tokens = [w if m else 'xxpad' for w, m in zip(tokens, inputs[1][i].tolist())]
+    elif mask is not None: tokens = [w if m else 'xxpad' for w, m in zip(tokens, mask[i].tolist())]
     return TokenMap.from_tokens(tokens, values, title, markers)
 
 def _token_grid(learn: Learner, x, maps: Tensor, titles: list, markers: bool = False, **kwargs) -> TokenMaps:
