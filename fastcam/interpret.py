@@ -11,11 +11,13 @@ from fastcore.basics import getcallable
 from fastai.interpret import ClassificationInterpretation, Interpretation
 from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
-from .layers import batch_items
+from .layers import batch_items, is_token_batch, main_input
+from .engine import reads_tokens
 from .targets import check_index
 from .methods import cam_method
-from .show import show_cam_grid
-from .learner import batch_inputs, class_names, is_multi_label  # fastcam.learner also gives Learner the cam_batch and decode_batch_images used here
+from .show import TokenMaps, show_cam_grid
+from .learner import batch_inputs, class_names, is_multi_label, text_maps, text_rows, token_map  # fastcam.learner also gives Learner the cam_batch and decode_batch_images used here
+
 
 # %% auto #0
 __all__ = ['CAMInterpretation', 'MultiLabelCAMInterpretation']
@@ -71,18 +73,24 @@ class CAMInterpretation(ClassificationInterpretation):
         m = cam_method(learn.model, method, layer, **kwargs)
         act = act if act is not None else getcallable(learn.loss_func, 'activation')
         n_inp = getattr(dl, 'n_inp', 1)
-        logits, targs, losses, maps = [], [], [], []
+        rows = [int(i) for i in dl.get_idxs()] if hasattr(dl, 'get_idxs') else None  # texts come longest first
+        logits, targs, losses, maps, text = [], [], [], [], False
         with learn.loss_not_reduced():
             for b in (progress_bar(dl, leave=False) if progress else dl):
-                yb = tuple(b[n_inp:])
+                yb, xb = tuple(b[n_inp:]), batch_inputs(b, n_inp)
                 y = _labels(yb)
-                res, both = _maps_pred_actual(m, batch_inputs(b, n_inp), y)
+                res, both = _maps_pred_actual(m, xb, y)
                 with torch.no_grad(): loss = learn.loss_func(res.logits, *yb)
-                for kept, t in zip((logits, targs, losses, maps), (res.logits, y, loss, both)): kept.append(t.cpu())
-        preds = act(torch.cat(logits).as_subclass(Tensor))
+                for kept, t in zip((logits, targs, losses), (res.logits, y, loss)): kept.append(t.cpu())
+                text = is_token_batch(main_input(xb))  # texts: each over its own tokens, as their lengths differ
+                if text: maps.extend(m.cpu() for m in text_rows(learn.model, text_maps(learn.model, both, xb), xb))
+                else: maps.append(both.cpu())
+        back = torch.tensor(rows).argsort() if rows is not None else slice(None)  # each item back at its index
+        preds = act(torch.cat(logits).as_subclass(Tensor))[back]
         decoded = getcallable(learn.loss_func, 'decodes')(preds)
-        return cls(learn, dl, torch.cat(losses).as_subclass(Tensor), act, preds, torch.cat(targs).as_subclass(Tensor),
-                   torch.as_tensor(decoded).as_subclass(Tensor), torch.cat(maps), m)
+        return cls(learn, dl, torch.cat(losses).as_subclass(Tensor)[back], act, preds,
+                   torch.cat(targs).as_subclass(Tensor)[back], torch.as_tensor(decoded).as_subclass(Tensor),
+                   (_padded(maps) if text else torch.cat(maps))[back], m)
 
     def confusion_matrix(self) -> np.ndarray:
         "Confusion matrix as an `np.ndarray` (rows: actual, columns: predicted), from the stored predictions."
@@ -130,6 +138,7 @@ class CAMInterpretation(ClassificationInterpretation):
         a, p = (str(self.vocab[_class_index(self, c)]) for c in (actual, predicted))
         return _plot_items(self, idx[:k].tolist(), same_scale, f"actual {a}, predicted {p}", **kwargs)
 
+
 # %% ../nbs/09_interpret.ipynb #e13efd7f
 def _class_index(interp: CAMInterpretation, cls) -> int:
     "The index of one class `cls`, a name (looked up by `learn.class_index`) or an index, checked against the vocab."
@@ -140,8 +149,26 @@ def _shared_scale(maps: Tensor) -> Tensor:
     "Maps `[n, k, *spatial]` divided by each item's largest value, so the maps of one item share a colour scale."
     return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, *[1] * (maps.ndim - 1))
 
+def _padded(maps: list) -> Tensor:
+    "Maps of texts of different lengths, `[k, T_i]` each, as one tensor `[n, k, max T_i]`, zeros after each text."
+    out = maps[0].new_zeros(len(maps), maps[0].shape[0], max(m.shape[-1] for m in maps))
+    for row, m in zip(out, maps): row[:, :m.shape[-1]] = m
+    return out
+
+def _plot_texts(interp: CAMInterpretation, idxs: list, suptitle: str) -> TokenMaps:
+    "For each text of `idxs`, its words coloured by the map of the predicted class, then of the actual class."
+    vocab, maps = [str(v) for v in interp.vocab], []
+    for i in idxs:
+        ids = interp.dl.dataset[i][0].as_subclass(Tensor)[None]  # [1, T_i]: the text's tokens, no padding
+        for j, (name, c) in enumerate((('predicted', int(interp.decoded[i])), ('actual', int(interp.targs[i])))):
+            title = f"{suptitle}: item {i}, loss {interp.losses[i]:.2f}: " if j == 0 else ''
+            title += f"{name} {vocab[c]} {interp.preds[i, c]:.2f}"
+            maps.append(token_map(interp.learn, ids, 0, interp.maps[i, j, :ids.shape[1]], title))
+    return TokenMaps(maps)
+
 def _plot_items(interp: CAMInterpretation, idxs: list, same_scale: bool, suptitle: str, **kwargs):
     "One row per item of `idxs`: input | map of the predicted class | map of the actual class (volumes: two montages)."
+    if reads_tokens(interp.learn.model) and interp.maps.ndim == 3: return _plot_texts(interp, idxs, suptitle)
     images = interp.learn.decode_batch_images(interp.learn.cam_batch([interp.dl.dataset[i][0] for i in idxs]))
     maps = interp.maps[idxs]
     if same_scale: maps, kwargs = _shared_scale(maps), {'vmin': 0., 'vmax': 1., **kwargs}
@@ -155,6 +182,7 @@ def _plot_items(interp: CAMInterpretation, idxs: list, same_scale: bool, suptitl
         ax = fig.axes[row * per_item]  # the input's panel, or the first slice of a volume's first map
         ax.set_title('\n'.join(t for t in (f"item {i}, loss {interp.losses[i]:.2f}", ax.get_title()) if t))
     return fig
+
 
 # %% ../nbs/09_interpret.ipynb #2de7b0ab
 class MultiLabelCAMInterpretation(Interpretation):

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Callable
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from fastcore.basics import ifnone, patch, risinstance, store_attr
 from fastcore.meta import delegates
 from fastai.data.core import DataLoaders, Datasets
@@ -33,8 +33,8 @@ from .show import TokenMap, TokenMaps, show_cam, show_cam_grid
 
 
 # %% auto #0
-__all__ = ['batch_inputs', 'undistributed', 'class_names', 'is_segmentation', 'is_multi_label', 'token_map', 'cam_learner',
-           'keep_rng_state']
+__all__ = ['batch_inputs', 'undistributed', 'batch_rows', 'class_names', 'is_segmentation', 'is_multi_label', 'text_maps',
+           'text_rows', 'token_map', 'cam_learner', 'keep_rng_state']
 
 # %% ../nbs/07_learner.ipynb #8d9ed93d
 def _is_index(item) -> bool: return isinstance(item, (int, np.integer)) and not isinstance(item, bool)
@@ -172,8 +172,10 @@ def _row_order(dl, n: int) -> Tensor | None:
     order = [int(i) for i in dl.get_idxs()] if hasattr(dl, 'get_idxs') else list(range(n))
     return None if order == list(range(n)) else torch.tensor(order)
 
-def _batch_rows(learn: Learner, items) -> tuple:
-    "`(x, order)`: the batch of `items` as the validation loader makes it, and the item of each row (None: in order)."
+def batch_rows(learn: Learner, # the learner whose validation transforms make the batch
+               items # as `cam_batch` takes them
+              ) -> tuple:
+    "`(x, order)`: the batch of `items` as the validation loader makes it, and the item in each row (None: in order)."
     dls = _undistributed(learn.dls)
     n_inp = _n_inp(dls)
     items = [items] if _is_single(items, n_inp) else list(items)
@@ -192,7 +194,7 @@ def cam_batch(self: Learner,
               items # a path, image, signal, volume, text, validation index or (several inputs) tuple; or a list of them
              ):
     "The batch `learn.predict` would make of `items`: `[n, 3, H, W]` images, `[n, c, L]` signals, `[n, T]` token ids..."
-    return _batch_rows(self, items)[0]  # texts come longest first, as fastai's SortedDL orders them
+    return batch_rows(self, items)[0]  # texts come longest first, as fastai's SortedDL orders them
 
 @patch
 def decode_batch_images(self: Learner,
@@ -204,6 +206,7 @@ def decode_batch_images(self: Learner,
     decoded = decoded if isinstance(decoded, (tuple, list)) else (decoded,)
     shown = main_input(tuple(decoded[:len(inputs)]))
     return TensorImage(shown) if shown.ndim == 4 else shown
+
 
 
 # %% ../nbs/07_learner.ipynb #98d6bd38
@@ -269,12 +272,12 @@ def cam_result(self: Learner,
         raise ValueError("region= picks pixels of a segmentation output, but this learner classifies whole images: "
                          "pass cls= (or use a unet_learner)")
     if region is not None and target is not None: raise ValueError("pass region= or target=, not both")
-    x, order = _batch_rows(self, items)
+    x, order = batch_rows(self, items)
     cls = self.class_index(cls)
     if region is not None: target, cls = RegionTarget(cls, region), None
     res = cam_method(self.model, method, layer, **kwargs).compute(x, _in_rows(cls, order), topk, target=target)
     if order is not None: res, x = _in_item_order(res, x, order)
-    return _token_maps(self.model, res, x), x
+    return CAMResult(text_maps(self.model, res.maps, x), res.logits, res.targets), x
 
 def _in_rows(cls, order: Tensor | None):
     "Classes given one per item (`[n]`, `[n, k]`) in the order of the batch's rows."
@@ -296,10 +299,14 @@ def _attention_mask(x) -> Tensor | None:
     mask = inputs[1].as_subclass(Tensor)
     return mask if mask.shape == inputs[0].shape and ((mask == 0) | (mask == 1)).all() else None
 
-def _token_maps(model, res: CAMResult, x) -> CAMResult:
-    "Maps of a text model over every token of `x`: 0 on padding, and on the tokens fastai's encoder drops (`max_len`)."
+def text_maps(model: nn.Module, # the model the maps are of
+              maps, # its maps [n, k, T'] of batch `x` (a list of them for several layers)
+              x # the batch: token ids [n, T], or a tuple (input_ids, attention_mask, ...)
+             ):
+    "For token ids `x`, `maps` over every token `[n, k, T]`: 0 on padding and on the tokens fastai's encoder drops."
+    if not is_token_batch(main_input(x)): return maps
     ids, encoder, mask = main_input(x).as_subclass(Tensor), text_encoder(model), _attention_mask(x)  # ids: [n, T]
-    if encoder is None and mask is None: return res
+    if encoder is None and mask is None: return maps
     start = 0 if encoder is None else seen_from(encoder, ids.shape[1])
     kept = (ids != encoder.pad_idx if encoder is not None else mask != 0)[:, None]  # [n, 1, T]
     def full(maps: Tensor) -> Tensor:
@@ -307,9 +314,16 @@ def _token_maps(model, res: CAMResult, x) -> CAMResult:
         out = maps.new_zeros(*maps.shape[:-1], ids.shape[1])
         out[..., ids.shape[1] - maps.shape[-1]:] = maps  # the encoder keeps the outputs of the last tokens
         return out * kept.to(out.device)
-    maps = [full(m) for m in res.maps] if isinstance(res.maps, list) else full(res.maps)
-    return CAMResult(maps, res.logits, res.targets)
+    return [full(m) for m in maps] if isinstance(maps, list) else full(maps)
 
+def text_rows(model: nn.Module, # the model the maps are of
+              maps: Tensor, # maps [n, k, T] over every token of `x` (as `text_maps` gives them)
+              x # the batch of token ids [n, T], or a tuple (input_ids, attention_mask, ...)
+             ) -> list:
+    "Each text's map over its own tokens, padding dropped: `[k, T_i]` per row of `x` (texts differ in length)."
+    ids, encoder, mask = main_input(x).as_subclass(Tensor), text_encoder(model), _attention_mask(x)
+    kept = ids != encoder.pad_idx if encoder is not None else (mask != 0 if mask is not None else ids == ids)
+    return [m[:, k.to(m.device)] for m, k in zip(maps, kept)]
 
 
 # %% ../nbs/07_learner.ipynb #31a091f9
@@ -426,13 +440,13 @@ def show_cams(self: Learner,
         if is_token_batch(main_input(x)): return _token_grid(self, x, res.maps, titles, **kwargs)
         return show_cam_grid(self.decode_batch_images(x), res.maps, titles, show_image=show_image, **kwargs)
     if isinstance(methods, str) and methods == 'all': methods = all_methods(self.model, layer)
-    x, order = _batch_rows(self, items)
+    x, order = batch_rows(self, items)
     cls = _in_rows(self.class_index(cls), order)
     results = [cam_method(self.model, m, layer).compute(x, cls, topk) for m in methods]
     if order is not None:
         rows, results = x, [_in_item_order(r, x, order)[0] for r in results]
         x = batch_items(rows, order.argsort())
-    results = [_token_maps(self.model, r, x) for r in results]
+    results = [CAMResult(text_maps(self.model, r.maps, x), r.logits, r.targets) for r in results]
     if any(r.targets.shape[1] != 1 for r in results):
         raise ValueError("with several methods pass one class per item (or none for the predicted class)")
     probs = probabilities(self.loss_func, results[0].logits)
@@ -442,6 +456,7 @@ def show_cams(self: Learner,
                for name, r in zip(names, results)] for i in range(len(maps))]
     if is_token_batch(main_input(x)): return _token_grid(self, x, maps, titles, **kwargs)
     return show_cam_grid(self.decode_batch_images(x), maps, titles, show_image=show_image, **kwargs)
+
 
 
 # %% ../nbs/07_learner.ipynb #dac89bfe

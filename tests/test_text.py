@@ -7,8 +7,9 @@ sees their first tokens."""
 import torch
 import pytest
 from fastai.text.all import AWD_LSTM, awd_lstm_clas_config, text_classifier_learner
-from fastcam.all import (GradCAM, HiResCAM, TokenMap, TokenMaps, make_sentiment, seen_from, sentiment_dls,
-                         text_encoder)
+from fastai.interpret import ClassificationInterpretation
+from fastcam.all import (CAMInterpretation, GradCAM, HiResCAM, TokenMap, TokenMaps, make_sentiment, seen_from,
+                         sentiment_dls, text_encoder, text_rows)
 
 BPTT, MAX_LEN = 8, 16
 
@@ -133,3 +134,22 @@ def test_show(learn, texts):
     grid = learn.show_cams(texts[:2], topk=2)
     assert isinstance(grid, TokenMaps) and len(grid) == 4
     assert len(grid.show().axes) == 4
+
+
+def test_interpretation_top_losses(learn):
+    "Maps of the validation set stored per text over its own tokens, in dataset order, as learn.cam gives them."
+    interp = CAMInterpretation.from_learner(learn, progress=False)
+    fastai_interp = ClassificationInterpretation.from_learner(learn)
+    torch.testing.assert_close(interp.losses, fastai_interp.losses.as_subclass(torch.Tensor), rtol=1e-5, atol=1e-6)
+    dl = learn.dls.valid
+    rows = [int(i) for i in dl.get_idxs()][:dl.bs]  # the first batch: the same texts, padded the same way
+    res, x = learn.cam_result(rows, cls=interp.decoded[rows].tolist())
+    for i, own in zip(rows, text_rows(learn.model, res.maps, x)):
+        n = len(learn.dls.valid_ds[i][0])
+        torch.testing.assert_close(interp.maps[i, :1, :n], own)
+        assert (interp.maps[i, :, n:] == 0).all()
+    shown = interp.plot_top_losses(3)
+    top = interp.top_losses(3)[1].tolist()
+    assert isinstance(shown, TokenMaps) and len(shown) == 6
+    assert [int(m.title.split('item ')[1].split(',')[0]) for m in shown[::2]] == top
+    assert shown[1].title.startswith('actual ')
