@@ -114,9 +114,9 @@ def plant_shortcut(source, # a folder made by `make_digits`
 class _MapPass:
     "What one pass of maps keeps per item: its label, prediction, map of its label, peak cell, layer features there."
     def __init__(self, labels: Tensor, preds: Tensor, maps: Tensor, features: Tensor | None, n_classes: int,
-                 layer=None):
+                 layer=None, contents: Tensor | None = None):
         self.labels, self.preds, self.maps, self.features = labels, preds, maps, features  # [n], [n], [n, h, w], [n, C]
-        self.n_classes, self.layer = n_classes, layer
+        self.n_classes, self.layer, self.contents = n_classes, layer, contents  # contents: [n, 3c] (see `_contents`)
         self.peaks = maps.flatten(1).argmax(1)  # [n] the peak cell, row-major
 
     @property
@@ -150,11 +150,29 @@ def _check_dl(learn: Learner, dl) -> tuple:
                              f"as the training data is, e.g. learn.dls.test_dl(items, with_labels=True)")
     return size
 
+def _patch_corners(peaks: Tensor, grid: tuple, img_size: tuple, P: int) -> tuple:
+    "Top-left corners `(tops, lefts)` of `P`-pixel patches centred on the cells `peaks`, inside the picture."
+    sy, sx = img_size[0] / grid[0], img_size[1] / grid[1]
+    cy, cx = (peaks // grid[1]).float() * sy + sy / 2, (peaks % grid[1]).float() * sx + sx / 2
+    return ((cy - P / 2).round().long().clamp(0, img_size[0] - P),
+            (cx - P / 2).round().long().clamp(0, img_size[1] - P))
+
+_QUANTILES = (0.5, 0.9, 0.98)  # of each channel around a peak: the patch's colours, whatever its layout
+
+def _contents(x: Tensor, peaks: Tensor, grid: tuple) -> Tensor:
+    "What the pixels around each peak look like, wherever they are: quantiles of each channel over the patch [n, 3c]."
+    cell = x.shape[-1] // grid[1]
+    tops, lefts = _patch_corners(peaks, grid, tuple(x.shape[-2:]), 3 * cell)
+    P = 3 * cell
+    patches = torch.stack([x[i, :, t:t + P, l:l + P] for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist()))])
+    q = torch.quantile(patches.flatten(2).float(), torch.tensor(_QUANTILES, device=x.device), dim=2)  # [3, n, c]
+    return q.permute(1, 2, 0).flatten(1)
+
 def _map_pass(learn: Learner, dl, method, layer) -> _MapPass:
     "One pass over `dl`: each item's map of its label and prediction, and the layer's features at the map's peak."
     model = unwrap_model(learn.model)
     m = cam_method(model, method, layer)
-    labels, preds, maps, features, hook, n = [], [], [], [], None, 0
+    labels, preds, maps, features, contents, hook, n = [], [], [], [], [], None, 0
     try:
         with keep_rng_state():
             for b in dl:
@@ -170,9 +188,11 @@ def _map_pass(learn: Learner, dl, method, layer) -> _MapPass:
                 preds.append(res.logits.argmax(1).cpu())
                 maps.append(cam.cpu())
                 features.append(at_peak.float().cpu())
+                contents.append(_contents(xb.as_subclass(Tensor), peak, tuple(cam.shape[-2:])).cpu())
     finally:
         if hook is not None: hook.remove()
-    return _MapPass(torch.cat(labels), torch.cat(preds), torch.cat(maps), torch.cat(features), n, hook.module)
+    return _MapPass(torch.cat(labels), torch.cat(preds), torch.cat(maps), torch.cat(features), n, hook.module,
+                    torch.cat(contents))
 
 # %% ../nbs/16_shortcuts.ipynb #d04aa937
 def _cell_box(cells: Tensor, # flat indices of cells on `grid`
@@ -241,6 +261,15 @@ def _tightness(features: Tensor, # [n, C]
     sim.fill_diagonal_(-2.)
     return sim.topk(min(k, len(f) - 1), dim=1).values[:, -1]
 
+def _looks_apart(p: _MapPass, items: Tensor, c: int, k: int, purity: float = 0.8) -> bool:
+    "Whether the pixels around the peaks of `items` look like those of class `c` and unlike other classes' (see `_contents`)."
+    if p.contents is None: return True
+    z = (p.contents - p.contents.mean(0)) / p.contents.std(0).clamp_min(1e-6)
+    dist = torch.cdist(z[items], z)  # [m, n]
+    dist[torch.arange(len(items)), items] = float('inf')
+    near = dist.topk(k, dim=1, largest=False).indices  # [m, k]
+    return (p.labels[near] == c).float().mean(1).median().item() >= purity
+
 def _patterns(p: _MapPass, min_share: float, ratio: float, k: int = 10, quantile: float = 0.95) -> list:
     "Recurring patterns: items of a class whose peak features have near twins far more often than other classes'."
     features = p.features - p.features.mean(0)  # centred: the features after a ReLU all point one way
@@ -253,8 +282,8 @@ def _patterns(p: _MapPass, min_share: float, ratio: float, k: int = 10, quantile
         own = p.labels == c
         level = tight[~own].quantile(quantile)
         share, others = (tight[own] > level).float().mean().item(), 1 - quantile
-        if share >= min_share and share >= ratio * others:
-            items = (own & (tight > level)).nonzero()[:, 0]
+        items = (own & (tight > level)).nonzero()[:, 0]
+        if share >= min_share and share >= ratio * others and _looks_apart(p, items, c, k):
             found.append(dict(kind='pattern', cls=c, share=share, others=others, items=items,
                               prototype=F.normalize(features[items], dim=1).mean(0)))
     return found
@@ -289,13 +318,6 @@ def _erase(x: Tensor, masks: Tensor, gen: torch.Generator) -> Tensor:
     "`x` with the pixels of `masks` [n, 1, H, W] replaced by noise (see `_noise`)."
     masks = masks.to(x.device, x.dtype)
     return x * (1 - masks) + _noise(x, gen) * masks
-
-def _patch_corners(peaks: Tensor, grid: tuple, img_size: tuple, P: int) -> tuple:
-    "Top-left corners `(tops, lefts)` of `P`-pixel patches centred on the cells `peaks`, inside the picture."
-    sy, sx = img_size[0] / grid[0], img_size[1] / grid[1]
-    cy, cx = (peaks // grid[1]).float() * sy + sy / 2, (peaks % grid[1]).float() * sx + sx / 2
-    return ((cy - P / 2).round().long().clamp(0, img_size[0] - P),
-            (cx - P / 2).round().long().clamp(0, img_size[1] - P))
 
 def _paste(x: Tensor, patches: Tensor, at: tuple) -> Tensor:
     "A copy of `x` with `patches[i]` [c, h, w] pasted on picture i at `at` (tops, lefts)."
