@@ -219,7 +219,7 @@ def _spots(p: _MapPass, min_share: float, ratio: float) -> list:
     found = []
     for c in p.labels.unique().tolist():
         share, other = _peak_shares(p, c)
-        hot = (share >= ratio * other) & (share >= min_share / 4)  # cells of a spot; the spot as a whole needs min_share
+        hot = (share >= ratio * other) & (share >= min_share / 4)  # a spot's cells; the whole spot needs min_share
         parts, n = ndimage.label(hot.view(p.grid).numpy(), structure=np.ones((3, 3)))
         for k in range(1, n + 1):
             cells = torch.as_tensor(np.flatnonzero(parts == k))
@@ -262,7 +262,7 @@ def _tightness(features: Tensor, # [n, C]
     return sim.topk(min(k, len(f) - 1), dim=1).values[:, -1]
 
 def _looks_apart(p: _MapPass, items: Tensor, c: int, k: int, purity: float = 0.8) -> bool:
-    "Whether the pixels around the peaks of `items` look like those of class `c` and unlike other classes' (see `_contents`)."
+    "Whether the pixels around the peaks of `items` look like class `c`'s and unlike other classes' (`_contents`)."
     if p.contents is None: return True
     z = (p.contents - p.contents.mean(0)) / p.contents.std(0).clamp_min(1e-6)
     dist = torch.cdist(z[items], z)  # [m, n]
@@ -352,8 +352,13 @@ class ShortcutTest:
 @torch.no_grad()
 def _erase_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
     "`(lost, baseline, pictures)`: predictions of the class lost by erasing the region, and by random regions."
+    # a spot is tested on the items whose maps peak in it; a cluster's region, which may hold the objects of its items,
+    # on all the class's items
     f, model = cand.finding, cand.finding.learn.model
-    right = ((f.labels == cand.cls) & (f.preds == cand.cls)).nonzero()[:, 0]
+    shows = torch.zeros(len(f.labels), dtype=torch.bool)
+    shows[cand.items] = True
+    own = shows if cand.kind == 'spot' else f.labels == cand.cls
+    right = (own & (f.preds == cand.cls)).nonzero()[:, 0]
     items = right[torch.randperm(len(right), generator=gen)[:n]].tolist()
     x0, y0, x1, y1 = cand.box
     height, width = y1 - y0, x1 - x0
@@ -368,7 +373,7 @@ def _erase_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
 
 @torch.no_grad()
 def _paste_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
-    "`(turned, baseline, pictures)`: other classes' pictures turned into the class by the pattern, and by random patches."
+    "`(turned, baseline, pictures)`: other classes' pictures turned into the class by the pattern, by random patches."
     f, model, P = cand.finding, cand.finding.learn.model, cand.finding.patch
     others = ((f.labels != cand.cls) & (f.preds == f.labels)).nonzero()[:, 0]
     targets = others[torch.randperm(len(others), generator=gen)[:n]].tolist()
@@ -381,7 +386,8 @@ def _paste_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
     for x in _item_batches(f.dl, targets):
         at = _random_boxes(len(x), P, P, f.img_size, gen)
         which = torch.randint(0, len(sources), (len(x),), generator=gen)
-        turned.append(_predict(model, _paste(x, cut(which, tops[which], lefts[which]).to(x.device), at)).cpu() == cand.cls)
+        patches = cut(which, tops[which], lefts[which]).to(x.device)
+        turned.append(_predict(model, _paste(x, patches, at)).cpu() == cand.cls)
         for _ in range(draws):
             which = torch.randint(0, len(sources), (len(x),), generator=gen)
             patches = cut(which, *_random_boxes(len(x), P, P, f.img_size, gen)).to(x.device)
@@ -400,7 +406,8 @@ class ShortcutCandidate:
                  items: Tensor, # the positions in `finding.dl` of the items that show it
                  cells: Tensor | None = None, # a region's cells on the maps' grid
                  prototype: Tensor | None = None): # a pattern's mean (centred, normalized) features
-        self.finding, self.kind, self.cls, self.share, self.others, self.items = finding, kind, cls, share, others, items
+        self.finding, self.kind, self.cls, self.items = finding, kind, cls, items
+        self.share, self.others = share, others
         self.cells, self.prototype, self.result = cells, prototype, None
         self.box = None if cells is None else _cell_box(cells, finding.grid, finding.img_size)
         if prototype is not None:  # a cell carries the pattern when it matches it as well as 90% of its items do
@@ -424,7 +431,7 @@ class ShortcutCandidate:
              draws: int = 4, # random places per picture for the baseline
              seed: int = 0 # seed of the pictures chosen, the places and the noise
             ) -> ShortcutTest:
-        "The causal check: erase the region (paste the pattern) and count the predictions it changes, beside random places."
+        "The causal check: erase the region (paste the pattern), count the changed predictions beside random places."
         check_int(n, 'n', 1, "pass the number of pictures to change, e.g. 256")
         check_int(draws, 'draws', 1, "pass e.g. 4")
         check_fraction(margin, 'margin', "pass e.g. 0.25")
@@ -539,23 +546,25 @@ def _pattern_masks(cand: ShortcutCandidate, x: Tensor) -> Tensor:
     model = unwrap_model(f.learn.model)
     with Hook(f.layer) as hook, eval_mode(model), torch.no_grad():
         model(x)
-        sim = torch.einsum('nhwc,c->nhw', f.centred(hook.stored.float().permute(0, 2, 3, 1)), cand.prototype.to(x.device))
+        features = f.centred(hook.stored.float().permute(0, 2, 3, 1))  # [n, h, w, C]
+        sim = torch.einsum('nhwc,c->nhw', features, cand.prototype.to(x.device))
     cells = F.max_pool2d((sim >= cand.threshold).float()[:, None], 3, stride=1, padding=1)  # [n, 1, h, w]
     return F.interpolate(cells, size=x.shape[-2:], mode='nearest')
 
 def _bank(cand: ShortcutCandidate, n: int = 64) -> Tensor:
-    "Pieces of pictures that carry `cand` [m, c, h, w]: its region, or its pattern's patch, from up to `n` of its items."
+    "Pieces of pictures that carry `cand` [m, c, h, w]: its region or its pattern's patch, from up to `n` of its items."
     f, items = cand.finding, cand.items[:n]
     x = torch.cat(list(_item_batches(f.dl, items.tolist())))  # [m, c, H, W]
     if cand.box is not None:
         x0, y0, x1, y1 = cand.box
         return x[:, :, y0:y1, x0:x1]
     tops, lefts = _patch_corners(f.peaks[items], f.grid, f.img_size, f.patch)
-    return torch.stack([x[i, :, t:t + f.patch, l:l + f.patch] for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist()))])
+    corners = zip(tops.tolist(), lefts.tolist())
+    return torch.stack([x[i, :, t:t + f.patch, l:l + f.patch] for i, (t, l) in enumerate(corners)])
 
 # %% ../nbs/16_shortcuts.ipynb #01335e23
 class ShortcutEraser(Callback):
-    "Make shortcuts useless in training: erased in a random part of every batch (all classes), pasted on the other classes' rest."
+    "Make shortcuts useless in training: erased in a random part of each batch (all classes), pasted on others' rest."
     def __init__(self,
                  candidates, # a `ShortcutCandidate`, a list of them, or `Shortcuts` (its confirmed candidates)
                  p: float = 0.5, # the share of each batch's items whose shortcut is erased
@@ -589,7 +598,8 @@ class ShortcutEraser(Callback):
         n, size = len(x), tuple(x.shape[-2:])
         erased = torch.rand(n, generator=self._gen) < self.p  # [n]
         out, masks = x.as_subclass(Tensor).clone(), torch.zeros(n, 1, *size)
-        for c, bank in zip(self.candidates, self._banks):
+        pick = torch.randint(0, len(self.candidates), (n,), generator=self._gen)  # the one pasted on each picture
+        for k, (c, bank) in enumerate(zip(self.candidates, self._banks)):
             if c.box is not None:
                 x0, y0, x1, y1 = c.box
                 masks[erased, :, y0:y1, x0:x1] = 1
@@ -598,7 +608,7 @@ class ShortcutEraser(Callback):
                 chosen = erased.nonzero()[:, 0]
                 if len(chosen): masks[chosen] = torch.maximum(masks[chosen], _pattern_masks(c, out[chosen]).cpu())
                 at = _random_boxes(n, bank.shape[-2], bank.shape[-1], size, self._gen)
-            paste = ((~erased) & (y != c.cls)).nonzero()[:, 0]  # the other classes' pictures that are not erased
+            paste = ((~erased) & (y != c.cls) & (pick == k)).nonzero()[:, 0]  # other classes' pictures, not erased
             take = torch.randint(0, len(bank), (len(paste),), generator=self._gen)
             out[paste] = _paste(out[paste], bank[take].to(x.device), (at[0][paste], at[1][paste]))
         out = torch.where(masks.to(x.device).bool(), _noise(out, self._gen), out)
