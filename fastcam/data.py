@@ -841,6 +841,7 @@ def sentiment_dls(data: Sentiment, # reviews from `make_sentiment`
                   bs: int = 64, # batch size
                   min_freq: int = 1, # tokens seen fewer times in the training reviews become `xxunk`
                   seq_len: int = 72, # tokens per chunk of the classifier's encoder (fastai's `bptt`)
+                  num_workers: int = 0, # worker processes; the reviews are tiny: loading in this process is fastest
                   device=None # where the batches go; None leaves them on the CPU and `Learner` moves them to its model
                  ) -> DataLoaders:
     "`DataLoaders` of `data` for `text_classifier_learner`: fastai's tokenizer, tokens as ids, labels as categories."
@@ -853,7 +854,7 @@ def sentiment_dls(data: Sentiment, # reviews from `make_sentiment`
     block = DataBlock(blocks=(TextBlock.from_df('text', seq_len=seq_len, min_freq=min_freq, n_workers=0),
                               CategoryBlock(vocab=data.vocab)),
                       get_x=ColReader('text'), get_y=ColReader('label'), splitter=ColSplitter('is_valid'))
-    return block.dataloaders(data.df(), bs=bs, device=device, verbose=False)
+    return block.dataloaders(data.df(), bs=bs, num_workers=num_workers, device=device, verbose=False)
 
 
 # %% ../nbs/06_data.ipynb #5ce2182d
