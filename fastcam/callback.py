@@ -17,12 +17,13 @@ from PIL import Image, ImageDraw, ImageFont
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from fastai.torch_core import rank_distrib
-from .layers import unwrap_model
+from .layers import batch_items, model_inputs, unwrap_model
 from .targets import check_int
-from .engine import CAMResult, normalize_maps, probabilities
+from .engine import CAMResult, normalize_maps, probabilities, reads_tokens
 from .methods import cam_method
-from .show import show_cam_grid, upsample_maps
-from .learner import class_names, keep_rng_state  # fastcam.learner also gives Learner the cam_batch, class_index and decode_batch_images used here
+from .show import TokenMaps, show_cam_grid, upsample_maps
+from .learner import batch_rows, class_names, keep_rng_state, text_maps, token_map  # fastcam.learner also gives Learner the cam_batch, class_index and decode_batch_images used here
+
 
 # %% auto #0
 __all__ = ['CAMCallback']
@@ -33,11 +34,15 @@ def _index(item) -> int | None:
     if isinstance(item, Tensor) and item.ndim == 0 and not item.is_floating_point(): item = item.item()
     return item if isinstance(item, int) and not isinstance(item, bool) else None
 
-def _batch_for(model: nn.Module, x: Tensor) -> Tensor:
+def _batch_for(model: nn.Module, x):
     "`x` on the model's device, in its floating dtype (a model converted to half precision takes half inputs)."
     p = next(model.parameters(), None)
     if p is None: return x
-    return x.to(device=p.device, dtype=p.dtype if p.is_floating_point() else x.dtype)
+    def move(t: Tensor) -> Tensor:  # token ids stay integers
+        return t.to(device=p.device, dtype=p.dtype if p.is_floating_point() and t.is_floating_point() else t.dtype)
+    inputs = tuple(move(t) for t in model_inputs(x))
+    return inputs if isinstance(x, (tuple, list)) else inputs[0]
+
 
 # %% ../nbs/08_callback.ipynb #48136732
 def _check_items(items):
@@ -125,6 +130,24 @@ def _figure_png(*args) -> bytes:
         return buf.getvalue()
     finally: plt.close(fig)
 
+def _text_png(learn: Learner, # the text learner
+              ids, # the items' token ids [n, T] (or a tuple with an attention mask)
+              maps: Tensor, # their maps [n, 1, T]
+              titles: list, # a title per map, [n][1]
+              image_titles: list, # a title per text (its true class), or None
+              suptitle: str # the title over the figure
+             ) -> bytes:
+    "PNG bytes of the texts' words coloured by their maps (`TokenMaps.show`), one text per row."
+    titles = [t[0] if it is None else f"{t[0]} ({it})" for t, it in zip(titles, image_titles)]
+    fig = TokenMaps([token_map(learn, ids, i, maps[i, 0], t) for i, t in enumerate(titles)]).show()
+    try:
+        fig.suptitle(suptitle)
+        buf = io.BytesIO()
+        fig.savefig(buf, format='png')
+        return buf.getvalue()
+    finally: plt.close(fig)
+
+
 # %% ../nbs/08_callback.ipynb #cc82a883
 def _trackers(learn: Learner, skip: set) -> list:
     "`(name, log(rgb, epoch))` for each tracker of `learn` in use, except those named in `skip`."
@@ -166,7 +189,7 @@ class CAMCallback(Callback):
         self.history = {} # epochs trained -> maps [n, 1, *spatial] ([n, 1, h, w] for images), float32 on the CPU
         self.epochs_done = 0 # epochs trained while this callback was attached, over all its fits
         self._info = {} # epochs trained -> (classes [n], probabilities [n])
-        self._images, self._labels, self._vocab = None, None, None
+        self._images, self._labels, self._vocab, self._order, self._text = None, None, None, None, False
         self._x, self._cls, self._method, self._pending = None, None, None, None
 
     @property
@@ -192,7 +215,7 @@ class CAMCallback(Callback):
         if bad:
             raise IndexError(f"item {bad[0]} is out of range: the validation set has {n} items (0 to {n-1}); pass "
                              f"CAMCallback(items=...) indices below {n}")
-        x = self.learn.cam_batch(items)
+        x, self._order = batch_rows(self.learn, items)  # texts: the batch holds them longest first
         self._labels = [None if _index(i) is None else self._label(i) for i in items]
         self._x, self._cls = _batch_for(model, x), self._classes()
         res = self._compute()
@@ -200,12 +223,20 @@ class CAMCallback(Callback):
             raise ValueError(f"CAMCallback explains one class per item, but cls={self.cls!r} asks for "
                              f"{res.targets.shape[1]}: pass one class per item, or use learn.show_cams for several")
         self._vocab = class_names(self.learn, res.logits.shape[1])
-        self._images = self.learn.decode_batch_images(x).cpu()
+        self._text = reads_tokens(model)  # token ids: the maps are drawn as words (TokenMap)
+        in_items = x if self._order is None else batch_items(x, self._order.argsort())
+        self._images = in_items if self._text else self.learn.decode_batch_images(x).cpu()
+        self._words = self.learn if self._text else None  # its vocab and encoder turn ids into words, after the fit too
         self._pending = res if self._main and self.epochs_done == 0 and 0 not in self.history else None
 
     def _compute(self) -> CAMResult:
         "The maps of the fixed batch, in float32 even inside an autocast block: exact, and CAM's check stays strict."
-        with torch.autocast(self._x.device.type, enabled=False): return self._method.compute(self._x, self._cls)
+        device = model_inputs(self._x)[0].device
+        with torch.autocast(device.type, enabled=False): res = self._method.compute(self._x, self._cls)
+        maps = text_maps(self._method.model, res.maps, self._x)  # texts: over every token, 0 on padding
+        if self._order is None: return CAMResult(maps, res.logits, res.targets)
+        back = self._order.argsort().to(maps.device)  # the rows in the order of the items
+        return CAMResult(maps[back], res.logits[back], res.targets[back])
 
     def _label(self, i: int) -> int | None:
         "The label of validation item `i`, if it is a single class."
@@ -214,9 +245,11 @@ class CAMCallback(Callback):
 
     def _classes(self):
         "What `compute` gets as `cls`: the labels, None (the predicted class), or the classes `cls` names."
-        if self.cls is None: return None if None in self._labels else self._labels
-        if isinstance(self.cls, str) and self.cls == 'pred': return None
-        return self.learn.class_index(self.cls)
+        if self.cls is None: cls = None if None in self._labels else self._labels
+        elif isinstance(self.cls, str) and self.cls == 'pred': cls = None
+        else: cls = self.learn.class_index(self.cls)
+        if self._order is None or not isinstance(cls, (list, tuple, Tensor)) or not len(cls): return cls
+        return cls[self._order] if isinstance(cls, Tensor) else [cls[i] for i in self._order.tolist()]  # in the rows' order
 
     def before_epoch(self): self._trained = False
 
@@ -245,6 +278,7 @@ class CAMCallback(Callback):
         if self.fname is None and not self.show and not loggers: return
         image_titles = [None if l is None else f"true: {self._vocab[l]}" for l in self._labels]
         draw = _grid_png if self.history[epoch].ndim == 4 else _figure_png  # images by arrays, signals and volumes
+        if self._text: draw = lambda *args: _text_png(self._words, *args)
         png = draw(self._images, self.history[epoch], self._titles(epoch), image_titles, f"epoch {epoch}")
         if self.fname is not None:
             fname = self.learn.path/str(self.fname).format(epoch=epoch)
@@ -279,9 +313,13 @@ class CAMCallback(Callback):
         missing = [e for e in epochs if e not in self.history]
         if missing:
             raise KeyError(f"epochs {missing} were not recorded; the recorded epochs are {sorted(self.history)}")
-        rows = list(range(len(self._images))) if rows is None else list(rows)
+        rows = list(range(len(self._labels))) if rows is None else list(rows)
+        if self._text:  # a TokenMap per item and epoch
+            return TokenMaps([token_map(self._words, self._images, i, self.history[e][i, 0],
+                                        self._titles(e, f"epoch {e}: ")[i][0]) for i in rows for e in epochs])
         maps = [self.history[e][rows, 0] for e in epochs]  # each [n, *spatial]
         size = max((tuple(m.shape[1:]) for m in maps), key=math.prod)
         maps = torch.stack([m if tuple(m.shape[1:]) == size else upsample_maps(m, size) for m in maps], 1)  # [n,E,...]
         titles = [[self._titles(e, f"epoch {e}: ")[i][0] for e in epochs] for i in rows]
         return show_cam_grid(self._images[rows], maps, titles, **kwargs)
+

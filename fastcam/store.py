@@ -18,9 +18,11 @@ from fastprogress.fastprogress import progress_bar
 from .layers import unwrap_model
 from .engine import CAMResult
 from .methods import cam_method
-from .learner import batch_inputs, keep_rng_state, undistributed  # fastcam.learner also gives Learner the class_index used here
+from .engine import reads_tokens
+from .learner import batch_inputs, keep_rng_state, text_maps, text_rows, undistributed  # fastcam.learner also gives Learner the class_index used here
 from fastcore.basics import getcallable, patch
 from .interpret import CAMInterpretation
+
 
 # %% auto #0
 __all__ = ['StoredMaps', 'model_fingerprint', 'item_names', 'store_maps', 'MapStore']
@@ -51,6 +53,7 @@ def item_names(dl) -> list:
 # %% ../nbs/11_store.ipynb #15e73e71
 _MANIFEST, _INDEX, _PROGRESS, _COMPLETE = 'manifest.json', 'index.csv', 'progress.npy', 'complete.json'
 _ARRAYS = ('maps', 'logits', 'targets')
+_LENGTHS = 'lengths'  # texts: how many tokens each text's map covers (its row is zero after them)
 
 def _write_json(fname: Path, obj):
     "Write `obj` to `fname` atomically: a temporary file, flushed, then renamed over it."
@@ -80,45 +83,47 @@ def _pwrite(fd: int, a: np.ndarray, offset: int):
         written = os.pwrite(fd, buf, offset)
         buf, offset = buf[written:], offset + written
 
+
 # %% ../nbs/11_store.ipynb #795296d4
 class _Writer:
     "Rank 0's writer: rows of the arrays by `pwrite`, progress bytes after the rows are on disk."
-    def __init__(self, path: Path, n: int, dtype: np.dtype, checkpoint: float):
-        self.path, self.n, self.dtype, self.checkpoint = path, n, dtype, checkpoint
+    def __init__(self, path: Path, n: int, dtype: np.dtype, checkpoint: float, arrays: tuple = _ARRAYS):
+        self.path, self.n, self.dtype, self.checkpoint, self.arrays = path, n, dtype, checkpoint, arrays
         self.fds, self.offsets, self.rows, self.pending, self.last = {}, {}, {}, [], time.monotonic()
         self.progress_fd = os.open(path/_PROGRESS, os.O_RDWR)
         self.progress_offset = _npy_offset(path/_PROGRESS)
-        if all((path/f'{k}.npy').exists() for k in _ARRAYS): self._open()
+        if all((path/f'{k}.npy').exists() for k in arrays): self._open()
 
     def _open(self):
-        for k in _ARRAYS:
+        for k in self.arrays:
             arr = np.load(self.path/f'{k}.npy', mmap_mode='r')
             self.offsets[k], self.rows[k] = arr.offset, arr.shape[1:]  # where the data starts, the shape of a row
             del arr
             self.fds[k] = os.open(self.path/f'{k}.npy', os.O_RDWR)
         _note_map_shape(self.path, self.rows['maps'])
 
-    def _create(self, maps: np.ndarray, logits: np.ndarray, targets: np.ndarray):
+    def _create(self, *rows: np.ndarray):
         "Create the arrays at the first batch, when the shapes of a row are known."
-        for k, a in zip(_ARRAYS, (maps, logits, targets)):
+        for k, a in zip(self.arrays, rows):
             np.lib.format.open_memmap(self.path/f'{k}.npy', mode='w+', dtype=a.dtype, shape=(self.n, *a.shape[1:]))
         self._open()
 
     def _check(self, rows: tuple):
         "Refuse rows of another shape than the arrays' (a run resumed on other inputs): they would scramble the file."
-        for k, a in zip(_ARRAYS, rows):
+        for k, a in zip(self.arrays, rows):
             if a.shape[1:] != self.rows[k]:
                 raise ValueError(f"this run's {k} are {list(a.shape[1:])} per item, but {str(self.path)!r} holds "
                                  f"{list(self.rows[k])} per item from the run that started it: the inputs differ "
                                  f"(another size or transform); pass that run's DataLoader to resume it, or "
                                  f"overwrite=True to store the maps again")
 
-    def write(self, start: int, maps: Tensor, logits: Tensor, targets: Tensor):
-        "Write the rows of items `start...` and record them as written at the next checkpoint."
-        rows = (maps.numpy().astype(self.dtype, copy=False), logits.float().numpy(), targets.long().numpy())
+    def write(self, start: int, maps: Tensor, logits: Tensor, targets: Tensor, *lengths: Tensor):
+        "Write the rows of items `start...` (and texts' lengths) and record them as written at the next checkpoint."
+        rows = (maps.numpy().astype(self.dtype, copy=False), logits.float().numpy(), targets.long().numpy(),
+                *(t.long().numpy() for t in lengths))
         if not self.fds: self._create(*rows)
         self._check(rows)
-        for k, a in zip(_ARRAYS, rows):
+        for k, a in zip(self.arrays, rows):
             _pwrite(self.fds[k], a, self.offsets[k] + start * a[0].nbytes)
         self.pending.append((start, len(maps)))
         if time.monotonic() - self.last >= self.checkpoint: self.record()
@@ -138,6 +143,7 @@ class _Writer:
         self.fds = {}
 
 
+
 # %% ../nbs/11_store.ipynb #6e166d69
 def _settings(learn: Learner, m, method_kwargs: dict, cls, topk, dtype: np.dtype, names: list) -> dict:
     "What identifies a run: the folder of another run with other settings is not resumed."
@@ -153,7 +159,8 @@ def _same_run(old: dict, settings: dict) -> bool:
     return {k: v for k, v in old.items() if k not in _RESULTS} == settings
 
 def _our_files(path: Path) -> list:
-    return [path/f for f in (_MANIFEST, _INDEX, _PROGRESS, _COMPLETE, *(f'{k}.npy' for k in _ARRAYS))]
+    return [path/f for f in (_MANIFEST, _INDEX, _PROGRESS, _COMPLETE, *(f'{k}.npy' for k in (*_ARRAYS, _LENGTHS)))]
+
 
 # %% ../nbs/11_store.ipynb #9a41201f
 def _prepare_folder(path: Path, settings: dict, names: list, overwrite: bool) -> np.ndarray:
@@ -219,6 +226,24 @@ def _check_args(dl, cls, dtype) -> np.dtype:
     return np.dtype(dtype)
 
 # %% ../nbs/11_store.ipynb #613c6f2a
+def _batch_indices(dl, j: int, bs: int, n: int, text: bool) -> list:
+    "The items of batch `j`, in dataset order; texts longest first, as fastai's `SortedDL` (and its encoder) needs."
+    idxs = list(range(j * bs, min((j + 1) * bs, n)))
+    return sorted(idxs, key=lambda i: dl.res[i], reverse=True) if text and hasattr(dl, 'res') else idxs
+
+def _longest(dl) -> int:
+    "The number of tokens of the longest text of `dl`'s dataset (from `SortedDL`'s lengths when it has them)."
+    return int(max(dl.res)) if hasattr(dl, 'res') else max(len(dl.dataset[i][0]) for i in range(len(dl.dataset)))
+
+def _text_rows(model: nn.Module, res: CAMResult, x, idxs: list, width: int) -> tuple:
+    "A batch of texts `idxs` in dataset order: maps over each text's own tokens `[count, k, width]`, logits, targets, lengths."
+    rows = text_rows(model, text_maps(model, res.maps, x).cpu(), x)  # each [k, T_i]
+    maps = res.maps.new_zeros(len(rows), rows[0].shape[0], width).cpu()
+    for out, m in zip(maps, rows): out[:, :m.shape[-1]] = m
+    back = torch.tensor(idxs).argsort()  # rows back in dataset order
+    lengths = torch.tensor([m.shape[-1] for m in rows])
+    return maps[back], res.logits.cpu()[back], res.targets.cpu()[back], lengths[back]
+
 def store_maps(learn: Learner,
                out, # the folder to write; made if needed
                dl=None, # an unshuffled fastai DataLoader; `learn.dls.valid` if None
@@ -252,9 +277,11 @@ def store_maps(learn: Learner,
     todo = [j for j in range(math.ceil(n / bs)) if not done[j * bs:(j + 1) * bs].all()]
     mine = todo[rank::world]
     rounds = math.ceil(len(todo) / world)
-    writer = _Writer(path, n, np_dtype, checkpoint) if rank == 0 and todo else None
+    text = reads_tokens(model)  # texts: each batch longest first, each map over its text's own tokens
+    arrays, width = (*_ARRAYS, _LENGTHS) if text else _ARRAYS, _longest(dl) if text else None
+    writer = _Writer(path, n, np_dtype, checkpoint, arrays) if rank == 0 and todo else None
     with keep_rng_state():  # making and iterating a DataLoader draws random numbers
-        batches = iter(dl.new(get_idxs=lambda: [i for j in mine for i in range(j * bs, min((j + 1) * bs, n))],
+        batches = iter(dl.new(get_idxs=lambda: [i for j in mine for i in _batch_indices(dl, j, bs, n, text)],
                               drop_last=False))
         try:
             for r in (progress_bar(range(rounds), leave=False) if progress and rank == 0 else range(rounds)):
@@ -264,6 +291,9 @@ def store_maps(learn: Learner,
                     n_inp = getattr(dl, 'n_inp', 1)  # 1 for loaders that do not say
                     res = m.compute(batch_inputs(b, n_inp), b[n_inp] if cls == 'target' else fixed, topk)
                     sent = (mine[r] * bs, res.maps.cpu(), res.logits.cpu(), res.targets.cpu())
+                    if text:
+                        idxs = _batch_indices(dl, mine[r], bs, n, True)
+                        sent = (mine[r] * bs, *_text_rows(model, res, batch_inputs(b, n_inp), idxs, width))
                 received = [sent]
                 if world > 1:
                     received = [None] * world if rank == 0 else None
@@ -277,10 +307,11 @@ def store_maps(learn: Learner,
     if world > 1: dist.barrier()
     return MapStore(path) if rank == 0 else None
 
+
 # %% ../nbs/11_store.ipynb #71124c9c
 def _finish(path: Path):
     "Mark `path` complete, last: the marker names the shapes; `progress.npy` is no longer needed."
-    arrays = {k: np.load(path/f'{k}.npy', mmap_mode='r') for k in _ARRAYS}
+    arrays = {k: np.load(path/f'{k}.npy', mmap_mode='r') for k in (*_ARRAYS, _LENGTHS) if (path/f'{k}.npy').exists()}
     info = {k: dict(shape=list(a.shape), dtype=str(a.dtype)) for k, a in arrays.items()}
     del arrays
     _write_json(path/_COMPLETE, info)
@@ -288,6 +319,7 @@ def _finish(path: Path):
     try: os.fsync(fd)
     finally: os.close(fd)
     (path/_PROGRESS).unlink(missing_ok=True)
+
 
 # %% ../nbs/11_store.ipynb #c2619aec
 class MapStore:
@@ -304,15 +336,19 @@ class MapStore:
                              f"(or fastcam maps) again with the same settings to finish it")
         self.manifest = json.loads((self.path/_MANIFEST).read_text())
         self.maps, self.logits, self.targets = (np.load(self.path/f'{k}.npy', mmap_mode='r') for k in _ARRAYS)
+        lengths = self.path/f'{_LENGTHS}.npy'  # texts: the tokens each map covers; the rows are zero after them
+        self.lengths = torch.from_numpy(np.load(lengths)) if lengths.exists() else None
         self.names = pd.read_csv(self.path/_INDEX, dtype={'name': str}, keep_default_na=False)['name'].tolist()
 
     def __len__(self) -> int: return len(self.maps)
 
     def __getitem__(self, idx) -> StoredMaps:
-        "Item `idx` (an int), or items (a slice or a list of indices) batched, as float32 / int64 tensors."
+        "Item `idx` (an int; a text's maps over its own tokens), or items (a slice or list of indices) batched, as tensors."
         as_tensor = lambda a: torch.from_numpy(np.array(a[idx]))
         names = self.names[idx] if isinstance(idx, (int, np.integer, slice)) else [self.names[i] for i in idx]
-        return StoredMaps(as_tensor(self.maps).float(), as_tensor(self.logits), as_tensor(self.targets), names)
+        maps = as_tensor(self.maps).float()
+        if self.lengths is not None and isinstance(idx, (int, np.integer)): maps = maps[..., :self.lengths[idx]]
+        return StoredMaps(maps, as_tensor(self.logits), as_tensor(self.targets), names)
 
     def result(self, idxs=None) -> CAMResult:
         "The maps `[n, k, *spatial]`, logits and targets of `idxs` (all if None) in RAM, as `learn.cam_dl` gives them."
@@ -321,6 +357,7 @@ class MapStore:
 
     def __repr__(self):
         return f"MapStore({str(self.path)!r}: {len(self)} items, maps {list(self.maps.shape[1:])} {self.maps.dtype})"
+
 
 # %% ../nbs/11_store.ipynb #0118b4c6
 def _dataset_labels(dl) -> Tensor:

@@ -8,10 +8,16 @@ import torch
 import pytest
 from fastai.text.all import AWD_LSTM, awd_lstm_clas_config, text_classifier_learner
 from fastai.interpret import ClassificationInterpretation
-from fastcam.all import (CAMInterpretation, GradCAM, HiResCAM, TokenMap, TokenMaps, make_sentiment, seen_from,
-                         sentiment_dls, text_encoder, text_rows)
+from fastcam.all import (CAMCallback, CAMInterpretation, GradCAM, HiResCAM, TokenMap, TokenMaps, make_sentiment, seen_from,
+                         sentiment_dls, store_maps, text_encoder, text_rows)
 
 BPTT, MAX_LEN = 8, 16
+
+
+def small_learner(dls):
+    torch.manual_seed(0)
+    return text_classifier_learner(dls, AWD_LSTM, pretrained=False, seq_len=BPTT, max_len=MAX_LEN, drop_mult=0.1,
+                                   config=dict(awd_lstm_clas_config, emb_sz=16, n_hid=32, n_layers=1))
 
 
 @pytest.fixture(scope='module')
@@ -19,10 +25,7 @@ def learn():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small RNN: one thread beats two on a busy machine
     data = make_sentiment(200, 40, seed=0)
-    dls = sentiment_dls(data, bs=32, seq_len=BPTT)
-    torch.manual_seed(0)
-    learn = text_classifier_learner(dls, AWD_LSTM, pretrained=False, seq_len=BPTT, max_len=MAX_LEN, drop_mult=0.1,
-                                    config=dict(awd_lstm_clas_config, emb_sz=16, n_hid=32, n_layers=1))
+    learn = small_learner(sentiment_dls(data, bs=32, seq_len=BPTT))
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(4, 3e-2)
     learn.texts = data.texts
     yield learn
@@ -153,3 +156,32 @@ def test_interpretation_top_losses(learn):
     assert isinstance(shown, TokenMaps) and len(shown) == 6
     assert [int(m.title.split('item ')[1].split(',')[0]) for m in shown[::2]] == top
     assert shown[1].title.startswith('actual ')
+
+
+def test_store_maps_keeps_lengths(learn, tmp_path):
+    "Stored maps: each text over its own tokens, its length kept, equal to learn.cam's for the same batches."
+    store = store_maps(learn, tmp_path/'maps', progress=False, checkpoint=0)
+    ds, bs = learn.dls.valid_ds, learn.dls.valid.bs
+    assert store.lengths.tolist() == [len(ds[i][0]) for i in range(len(ds))]
+    for start in range(0, len(ds), bs):
+        items = list(range(start, min(start + bs, len(ds))))
+        res, x = learn.cam_result(items)  # the same texts in one batch, as store_maps makes it
+        for i, own in zip(items, text_rows(learn.model, res.maps, x)):
+            got = store[i]
+            torch.testing.assert_close(got.maps, own)
+            assert got.targets.tolist() == res.targets[i - start].tolist()
+    assert (store.result().maps[0, :, store.lengths[0]:] == 0).all()
+
+
+def test_callback_logs_token_maps(learn, tmp_path):
+    "CAMCallback on a text learner: the recorded maps are learn.cam's of the same texts, drawn as words."
+    other = small_learner(learn.dls)
+    other.path = tmp_path
+    items = [0, 5, 9]  # texts of different lengths: the batch holds them longest first
+    cb = CAMCallback(items=items)
+    with other.no_bar(), other.no_logging(): other.fit(1, 1e-2, cbs=cb)
+    labels = [int(other.dls.valid_ds[i][1]) for i in items]
+    torch.testing.assert_close(cb.history[1], other.cam(items, cls=labels))
+    assert sorted(cb.history) == [0, 1] and (tmp_path/'cams'/'epoch_001.png').stat().st_size > 0
+    shown = cb.plot_history()
+    assert isinstance(shown, TokenMaps) and len(shown) == 6 and shown[1].title.startswith('epoch 1: ')
