@@ -8,15 +8,17 @@ import copy
 import math
 import time
 from numbers import Real
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn, Tensor
+import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
 from .layers import is_body_head, layer_name
-from .targets import check_int, resolve_targets
-from .engine import check_batch, eval_mode
+from .targets import check_int, model_logits, resolve_targets
+from .engine import CAMMethod, check_batch, eval_mode, normalize_maps
 from .methods import cam_method, method_label
 from .show import upsample_maps
 from .methods import all_methods
@@ -27,9 +29,10 @@ from fastai.learner import Learner
 
 
 # %% auto #0
-__all__ = ['pointing_game', 'pointing_game_pairs', 'box_masks', 'energy_in_box', 'perturbation_baseline', 'perturbation_curve',
-           'deletion_auc', 'insertion_auc', 'spearman', 'randomization_blocks', 'randomization_check',
-           'plot_randomization', 'cam_report']
+__all__ = ['REPORT_METRICS', 'pointing_game', 'pointing_game_pairs', 'box_masks', 'energy_in_box', 'perturbation_baseline',
+           'perturbation_curve', 'deletion_auc', 'insertion_auc', 'noisy_linear_imputation', 'road', 'average_drop',
+           'increase_in_confidence', 'sparseness', 'complexity', 'spearman', 'randomization_blocks',
+           'randomization_check', 'plot_randomization', 'ssim', 'random_logit', 'CAMReport', 'cam_report']
 
 # %% ../nbs/10_metrics.ipynb #83717f31
 _AXES = {1: 'L', 2: 'H, W', 3: 'D, H, W'}  # the input's axes for maps of each spatial rank
@@ -269,6 +272,187 @@ def insertion_auc(model: nn.Module, # the model whose scores the maps should exp
     return auc.mean().item() if reduce else auc
 
 
+# %% ../nbs/10_metrics.ipynb #9a401acc
+def _neighbour_sum(u: Tensor) -> Tensor:
+    "`u` `[m, 1, H, W]`: each pixel's sum of its 8 neighbours inside the image, edges weighted 1/6 and corners 1/12."
+    p = F.pad(u, (1, 1, 1, 1))
+    edges = p[..., 1:-1, :-2] + p[..., 1:-1, 2:] + p[..., :-2, 1:-1] + p[..., 2:, 1:-1]
+    corners = p[..., :-2, :-2] + p[..., :-2, 2:] + p[..., 2:, :-2] + p[..., 2:, 2:]
+    return edges / 6 + corners / 12
+
+def noisy_linear_imputation(x: Tensor, # a batch of images [n, c, H, W]
+                            keep: Tensor, # [n, H, W] or [n, 1, H, W]: True where a pixel is kept
+                            noise: float = 0.01, # standard deviation of the noise added to each imputed value
+                            generator: torch.Generator | None = None, # draws the noise; None: torch's global one
+                            tol: float = 1e-6, # stop when each system's residual is below `tol` times its right side
+                            max_iter: int | None = None # conjugate-gradient steps at most; 8 max(H, W) if None
+                           ) -> Tensor:
+    "`x` with each removed pixel (`~keep`) set to the weighted mean of its 8 neighbours, plus noise (ROAD's imputation)."
+    if x.ndim != 4: raise ValueError(f"`x` must be a batch of images [n, c, H, W], got shape {tuple(x.shape)}")
+    n, c, H, W = x.shape
+    if keep.shape not in ((n, H, W), (n, 1, H, W)):
+        raise ValueError(f"`keep` must have shape {(n, H, W)} (one mask per image), got {tuple(keep.shape)}")
+    if noise < 0: raise ValueError(f"noise must be >= 0, got {noise}: pass 0 for no noise")
+    known = keep.reshape(n, 1, 1, H, W).to(x.dtype).expand(n, c, 1, H, W).reshape(n * c, 1, H, W)
+    free, values = 1 - known, x.reshape(n * c, 1, H, W)  # one system per image and channel
+    degree = _neighbour_sum(torch.ones_like(values[:1]))  # [1, 1, H, W]: the weight of the neighbours in the image
+    apply = lambda u: free * (degree * u - _neighbour_sum(u))  # the system's matrix; u is zero on kept pixels
+    b = free * _neighbour_sum(known * values)  # [n*c, 1, H, W]
+    total = lambda t: t.sum((1, 2, 3), keepdim=True)  # [n*c, 1, 1, 1]: one number per system
+    u, r = torch.zeros_like(b), b.clone()
+    z = r / degree  # preconditioned by the diagonal
+    p, rz, limit = z.clone(), total(r * z), tol * b.flatten(1).norm(dim=1)
+    for step in range(max_iter if max_iter is not None else 8 * max(H, W)):
+        Ap = apply(p)
+        pAp = total(p * Ap)
+        alpha = torch.where(pAp > 0, rz / pAp.clamp_min(1e-30), 0.)
+        u, r = u + alpha * p, r - alpha * Ap
+        if step % 8 == 7 and bool((r.flatten(1).norm(dim=1) <= limit).all()): break  # one sync every 8 steps
+        z = r / degree
+        rz_next = total(r * z)
+        p = z + torch.where(rz > 0, rz_next / rz.clamp_min(1e-30), 0.) * p
+        rz = rz_next
+    if noise: u = u + noise * torch.randn(u.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (known * values + free * u).view(n, c, H, W)
+
+
+# %% ../nbs/10_metrics.ipynb #07ef0c9a
+_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+def _percentiles(values: Tensor, q: Tensor) -> Tensor:
+    "Percentiles `q` [p] of each row of `values` [bs, n], [bs, p], bit for bit as `np.percentile` (linear) gives them."
+    ordered, n = values.sort(1).values, values.shape[1]
+    position = q.double() / 100 * (n - 1)
+    lo = position.floor().long()
+    a, b = ordered[:, lo], ordered[:, (lo + 1).clamp(max=n - 1)]
+    t = (position - lo).to(values.dtype)
+    return torch.where(t >= 0.5, b - (b - a) * (1 - t), a + (b - a) * t)  # numpy's two-sided lerp
+
+def _score_fn(act):
+    "The scores a metric reads from logits: `act`, or the softmax over the classes if None."
+    return act if act is not None else (lambda logits: logits.softmax(1))
+
+def _road_changes(model: nn.Module, x: Tensor, maps: Tensor, cls, orders: tuple, percentiles, noise: float,
+                  seed: int, batch_size: int, act) -> Tensor:
+    "Change of the class score `[len(orders), bs]`, averaged over `percentiles`, as ROAD removes pixels in each order."
+    check_batch(x, model)
+    maps = _one_map_each(maps, 'ROAD')
+    if x.ndim != 4: raise ValueError(f"ROAD imputes pixels of images [bs, c, H, W]; got a batch of shape {tuple(x.shape)}")
+    check_int(batch_size, 'batch_size', fix='pass e.g. batch_size=256')
+    q = torch.as_tensor(percentiles, dtype=torch.float64, device=x.device).flatten()
+    if len(q) == 0 or bool(((q <= 0) | (q >= 100)).any()):
+        raise ValueError(f"percentiles must be numbers between 0 and 100 (exclusive), got {percentiles!r}: pass e.g. "
+                         f"(10, 20, 30, 40, 50, 60, 70, 80, 90)")
+    bs, _, H, W = x.shape
+    if len(maps) != bs: raise ValueError(f"got {len(maps)} maps for {bs} images: pass one map per image")
+    x, score = x.as_subclass(Tensor), _score_fn(act)
+    cams = normalize_maps(upsample_maps(maps.float(), (H, W)).to(x.device)).flatten(1)  # [bs, H*W] in [0, 1]
+    ranked = [cams if order == 'most' else 1 - cams for order in orders]  # pytorch-grad-cam ranks 1 - cam for 'least'
+    keep = torch.stack([v[:, None] < _percentiles(v, q)[..., None] for v in ranked]).view(-1, H, W)  # [o*bs*p, H, W]
+    jobs = torch.arange(len(keep), device=x.device)
+    items = jobs // len(q) % bs
+    generator = torch.Generator(x.device).manual_seed(seed)
+    with eval_mode(model), torch.no_grad():
+        before = score(model(x).float())  # [bs, n]
+        classes = _classes(cls, before)
+        after = [score(model(noisy_linear_imputation(x[items[j]], keep[j], noise, generator)).float())
+                 .gather(1, classes[items[j], None])[:, 0] for j in jobs.split(batch_size)]
+    before = before.gather(1, classes[:, None])[:, 0]  # [bs]
+    return (torch.cat(after).view(len(orders), bs, len(q)) - before[:, None]).mean(2)
+
+def road(model: nn.Module, # the model whose scores the maps should explain
+         x: Tensor, # a normalized batch of images [bs, c, H, W] on the model's device
+         maps: Tensor, # one map per image, [bs, h, w] or [bs, 1, h, w], at any resolution
+         cls=None, # the class of each map: None (predicted), an int, [bs] or [bs, 1]
+         order: str = 'most', # 'most' (MoRF, lower is better), 'least' (LeRF, higher is better), 'both' (higher)
+         percentiles=_PERCENTILES, # how much of each image is kept: the pixels ranked below each percentile
+         noise: float = 0.01, # standard deviation of the noise added to imputed pixels (0: none)
+         seed: int = 0, # seed of the noise
+         batch_size: int = 256, # imputed images per forward
+         act=None, # turns logits into scores; softmax over the classes if None
+         reduce: bool = True # the mean over the images; False for one score per image [bs]
+        ) -> float | Tensor:
+    "Mean change of the class score when the pixels ranked most (least) relevant by `maps` are imputed (ROAD)."
+    orders = {'most': ('most',), 'least': ('least',), 'both': ('most', 'least')}
+    if order not in orders: raise ValueError(f"order must be 'most', 'least' or 'both', got {order!r}")
+    changes = _road_changes(model, x, maps, cls, orders[order], percentiles, noise, seed, batch_size, act)
+    scores = changes[0] if order != 'both' else (changes[1] - changes[0]) / 2  # [bs]
+    return scores.mean().item() if reduce else scores
+
+
+# %% ../nbs/10_metrics.ipynb #f0253c88
+def _confidence(model: nn.Module, x: Tensor, maps: Tensor, cls, act) -> tuple:
+    "The class scores `([bs], [bs])` of `x` and of `x` times its map, scaled to [0, 1] and stretched over the image."
+    check_batch(x, model)
+    maps = _one_map_each(maps, 'average drop and increase in confidence')
+    if len(maps) != len(x): raise ValueError(f"got {len(maps)} maps for {len(x)} images: pass one map per image")
+    x, score = x.as_subclass(Tensor), _score_fn(act)
+    cams = upsample_maps(normalize_maps(maps.float()), tuple(x.shape[-2:])).to(x.device)  # [bs, H, W] in [0, 1]
+    with eval_mode(model), torch.no_grad():
+        before = score(model(x).float())
+        classes = _classes(cls, before)[:, None]
+        after = score(model(x * cams[:, None]).float())
+    return before.gather(1, classes)[:, 0], after.gather(1, classes)[:, 0]
+
+def average_drop(model: nn.Module, # the model whose scores the maps should explain
+                 x: Tensor, # a normalized batch of images [bs, c, H, W] on the model's device
+                 maps: Tensor, # one map per image, [bs, h, w] or [bs, 1, h, w], at any resolution
+                 cls=None, # the class of each map: None (predicted), an int, [bs] or [bs, 1]
+                 relative: bool = True, # divide the drop by the score (the paper, torchcam); False: pytorch-grad-cam
+                 act=None, # turns logits into scores; softmax over the classes if None
+                 reduce: bool = True # the mean over the images; False for one drop per image [bs]
+                ) -> float | Tensor:
+    "How much the class score drops when the image is multiplied by its map: lower is better (Grad-CAM++ paper)."
+    before, after = _confidence(model, x, maps, cls, act)
+    drop = (before - after).relu()
+    drop = drop / (before + 1e-7) if relative else drop  # torchcam's 1e-7
+    return drop.mean().item() if reduce else drop
+
+def increase_in_confidence(model: nn.Module, # the model whose scores the maps should explain
+                           x: Tensor, # a normalized batch of images [bs, c, H, W] on the model's device
+                           maps: Tensor, # one map per image, [bs, h, w] or [bs, 1, h, w], at any resolution
+                           cls=None, # the class of each map: None (predicted), an int, [bs] or [bs, 1]
+                           act=None, # turns logits into scores; softmax over the classes if None
+                           reduce: bool = True # the fraction of images; False for a 0/1 float per image [bs]
+                          ) -> float | Tensor:
+    "Fraction of images whose class score rises when the image is multiplied by its map: higher is better."
+    before, after = _confidence(model, x, maps, cls, act)
+    increased = (after > before).float()
+    return increased.mean().item() if reduce else increased
+
+
+# %% ../nbs/10_metrics.ipynb #08f9148f
+def _attributions(maps: Tensor, img_size) -> Tensor:
+    "Each item's map, stretched to `img_size` if given, as absolute values `[bs, n]`."
+    if not isinstance(maps, Tensor) or maps.ndim < 2:
+        raise TypeError(f"`maps` must be a tensor with one map per item, [bs, ...], got "
+                        f"{tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__}")
+    if img_size is not None: maps = upsample_maps(maps.float(), img_size)
+    return maps.float().abs().flatten(1)
+
+def sparseness(maps: Tensor, # one map per item, [bs, ...] at any resolution (each is flattened)
+               img_size=None, # stretch the maps to the input's extent first: an int or (L,), (H, W), (D, H, W)
+               reduce: bool = True # the mean over the maps; False for one score per map [bs]
+              ) -> float | Tensor:
+    "Gini index of each map's absolute values, as Quantus's `Sparseness`: higher is sparser; 0 for a flat map."
+    a = _attributions(maps, img_size)
+    a = (a / a.amax(1, keepdim=True).clamp_min(1e-30) + 1e-7).sort(1).values  # Quantus's scaling and its 1e-7
+    n = a.shape[1]
+    k = torch.arange(1, n + 1, device=a.device, dtype=a.dtype)
+    gini = ((2 * k - n - 1) * a).sum(1) / (n * a.sum(1))
+    return gini.mean().item() if reduce else gini
+
+def complexity(maps: Tensor, # one map per item, [bs, ...] at any resolution (each is flattened)
+               img_size=None, # stretch the maps to the input's extent first: an int or (L,), (H, W), (D, H, W)
+               reduce: bool = True # the mean over the maps; False for one score per map [bs]
+              ) -> float | Tensor:
+    "Entropy of each map's share of its total, as Quantus's `Complexity`: lower is simpler; NaN for a zero map."
+    a = _attributions(maps, img_size)
+    share = a / a.sum(1, keepdim=True)
+    entropy = -(share * torch.log(share + 1e-12)).sum(1)
+    return entropy.nanmean().item() if reduce else entropy
+
+
 # %% ../nbs/10_metrics.ipynb #6336a08e
 def _ranks(a: Tensor) -> Tensor:
     "Ranks `[bs, n]` of each row of `a`, from 0, ties given their average rank (scipy's `rankdata` minus one)."
@@ -357,15 +541,101 @@ def plot_randomization(df: pd.DataFrame, # the result of `randomization_check`
     ax.legend(fontsize='small')
     return ax
 
+# %% ../nbs/10_metrics.ipynb #63098c68
+def _window_means(t: Tensor, size: int) -> Tensor:
+    "Means of `t` `[bs, *spatial]` over every window of `size` along each spatial axis that lies inside it."
+    for axis in range(1, t.ndim):
+        sums = F.pad(t.movedim(axis, -1).cumsum(-1), (1, 0))
+        t = ((sums[..., size:] - sums[..., :-size]) / size).movedim(-1, axis)
+    return t
+
+def ssim(a: Tensor, # maps [bs, *spatial]: [bs, n], [bs, h, w] or [bs, d, h, w]
+         b: Tensor, # the same shape as `a`
+         win_size: int = 7 # the side of the window (odd)
+        ) -> Tensor:
+    "Structural similarity `[bs]` of `a[i]` and `b[i]`, as scikit-image's `structural_similarity` with their data range."
+    if a.shape != b.shape or a.ndim < 2 or min(a.shape[1:]) < win_size:
+        raise ValueError(f"`a` and `b` must have the same shape [bs, *spatial] with every side at least {win_size}, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = a.double(), b.double()  # float64 as scikit-image: windows are differences of running sums
+    both = torch.cat([a.flatten(1), b.flatten(1)], 1)
+    span = (both.amax(1) - both.amin(1)).view(-1, *(1,) * (a.ndim - 1))  # the data range of each pair
+    c1, c2 = (0.01 * span) ** 2, (0.03 * span) ** 2
+    cells = win_size ** (a.ndim - 1)
+    mean = lambda t: _window_means(t, win_size)
+    ma, mb = mean(a), mean(b)
+    va, vb = (mean(a * a) - ma ** 2) * cells / (cells - 1), (mean(b * b) - mb ** 2) * cells / (cells - 1)
+    cov = (mean(a * b) - ma * mb) * cells / (cells - 1)
+    s = (2 * ma * mb + c1) * (2 * cov + c2) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
+    return s.flatten(1).mean(1).float()
+
+def random_logit(method, # a method object on the model, e.g. `cam_method(learn.model, 'gradcam')`
+                 x: Tensor, # a normalized batch [bs, c, *spatial] on the model's device
+                 cls=None, # the class of each item: None (predicted), an int, [bs] or [bs, 1]
+                 seed: int = 0, # seed of the other classes (Quantus's default is 42)
+                 flat: bool = False, # SSIM of the flattened maps, as Quantus computes it; False: over the map's axes
+                 reduce: bool = True # the mean over the items; False for one SSIM per item [bs]
+                ) -> float | Tensor:
+    "SSIM of each item's map for its class and for a random other class (Quantus `RandomLogit`): lower is better."
+    if not isinstance(method, CAMMethod):
+        raise TypeError(f"`method` must be a method object, got {method!r}: pass e.g. cam_method(learn.model, 'gradcam')")
+    check_batch(x, method.model)
+    with eval_mode(method.model), torch.no_grad(): logits = model_logits(method.model(x))
+    if logits.shape[1] < 2: raise ValueError(f"the random-logit test needs 2 classes or more, this model has {logits.shape[1]}")
+    classes = _classes(cls, logits)
+    drawn = np.random.RandomState(seed).randint(0, logits.shape[1] - 1, len(classes))  # Quantus's draw
+    other = torch.as_tensor(drawn, device=classes.device) 
+    other = other + (other >= classes).long()  # the drawn index among the classes but the item's own
+    maps = upsample_maps(method.compute(x, torch.stack([classes, other], 1)).maps, tuple(x.shape[2:]))  # [bs, 2, ...]
+    top = maps.flatten(2).abs().amax(2)  # [bs, 2]
+    maps = maps / top.clamp_min(1e-30).view(*top.shape, *(1,) * (maps.ndim - 2))
+    a, b = (maps[:, 0].flatten(1), maps[:, 1].flatten(1)) if flat else (maps[:, 0], maps[:, 1])
+    scores = torch.where((top > 0).all(1), ssim(a, b), torch.nan)
+    return scores.nanmean().item() if reduce else scores
+
+
 # %% ../nbs/10_metrics.ipynb #d336e239
-_REPORT_METRICS = ['pointing_game', 'energy_in_box', 'deletion_auc', 'insertion_auc']
+REPORT_METRICS = {  # every column `cam_report` can score, and which way is better
+    'pointing_game': 'higher', 'energy_in_box': 'higher', 'deletion_auc': 'lower', 'insertion_auc': 'higher',
+    'road_most': 'lower', 'road_least': 'higher', 'average_drop': 'lower', 'increase_in_confidence': 'higher',
+    'sparseness': 'higher', 'complexity': 'lower', 'random_logit': 'lower', 'seconds_per_image': 'lower'}
+_DEFAULT_METRICS = ('pointing_game', 'energy_in_box', 'deletion_auc', 'insertion_auc', 'average_drop',
+                    'increase_in_confidence', 'sparseness', 'complexity')
+_ARROWS = {'higher': '↑', 'lower': '↓'}
+
+class CAMReport(pd.DataFrame):
+    "`cam_report`'s table: a `DataFrame` whose printed header marks each metric's better direction (↑ or ↓)."
+    @property
+    def _constructor(self): return CAMReport
+
+    def marked(self) -> pd.DataFrame:
+        "A plain copy whose column header has a second row: ↑ where higher is better, ↓ where lower is."
+        df = pd.DataFrame(self)
+        better = self.attrs.get('better', REPORT_METRICS)
+        df.columns = pd.MultiIndex.from_tuples([(c, _ARROWS.get(better.get(c), '')) for c in self.columns])
+        return df
+
+    def to_string(self, *args, **kwargs) -> str: return self.marked().to_string(*args, **kwargs)
+    def _repr_html_(self) -> str: return self.marked()._repr_html_()
+
+def _report_metrics(metrics) -> list:
+    "The metric columns asked for, in `REPORT_METRICS`' order, or an error that lists them."
+    if isinstance(metrics, str) and metrics in ('all', 'default'):
+        return [m for m in REPORT_METRICS if m != 'seconds_per_image' and (metrics == 'all' or m in _DEFAULT_METRICS)]
+    wanted = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [m for m in wanted if m not in REPORT_METRICS or m == 'seconds_per_image']
+    if unknown or not wanted:
+        raise ValueError(f"unknown metrics {unknown}: pass 'default', 'all' or a list of "
+                         f"{[m for m in REPORT_METRICS if m != 'seconds_per_image']}")
+    return [m for m in REPORT_METRICS if m in wanted]
 
 def _report_boxes(boxes, n: int) -> Tensor:
     "The object boxes `[n, 4]` of the report's `n` items, or an error that says how to pass them."
     if boxes is None:
         raise ValueError("cam_report scores the pointing game and energy in box, which need the objects' boxes: pass "
                          "boxes=[n, 4] as (x0, y0, x1, y1) in the pixels of the model's input, one per item of dl "
-                         "(for the demo data: boxes=digits_boxes(learn.dls), from fastcam.data)")
+                         "(for the demo data: boxes=digits_boxes(learn.dls), from fastcam.data), or leave both out "
+                         "of metrics=")
     boxes = torch.as_tensor(boxes, dtype=torch.float32)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"`boxes` must have shape [n, 4] as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
@@ -390,13 +660,26 @@ def _timed(method, xb: Tensor, yb) -> tuple:
     sync()
     return res, time.perf_counter() - start
 
-def _item_scores(model: nn.Module, xb: Tensor, res, boxes: Tensor, **perturb) -> dict:
-    "`{metric: [bs]}` on the CPU: each of `_REPORT_METRICS` for each item's map in `res`."
-    maps, targets, size = res.maps[:, 0], res.targets[:, 0], tuple(xb.shape[-2:])
-    scores = [pointing_game(maps, boxes, size, reduce=False).float(), energy_in_box(maps, boxes, size, reduce=False),
-              deletion_auc(model, xb, maps, targets, reduce=False, **perturb),
-              insertion_auc(model, xb, maps, targets, reduce=False, **perturb)]
-    return {k: v.cpu() for k, v in zip(_REPORT_METRICS, scores)}
+def _item_scores(method, xb: Tensor, res, boxes, metrics: list, percentiles, **perturb) -> dict:
+    "`{metric: [bs]}` on the CPU: each of `metrics` for each item's map in `res`."
+    model, maps, targets, size = method.model, res.maps[:, 0], res.targets[:, 0], tuple(xb.shape[-2:])
+    scores = {}
+    if 'pointing_game' in metrics: scores['pointing_game'] = pointing_game(maps, boxes, size, reduce=False).float()
+    if 'energy_in_box' in metrics: scores['energy_in_box'] = energy_in_box(maps, boxes, size, reduce=False)
+    for name, auc in (('deletion_auc', deletion_auc), ('insertion_auc', insertion_auc)):
+        if name in metrics: scores[name] = auc(model, xb, maps, targets, reduce=False, **perturb)
+    orders = tuple(o for o in ('most', 'least') if f"road_{o}" in metrics)
+    if orders:
+        changes = _road_changes(model, xb, maps, targets, orders, percentiles, 0.01, 0, perturb['batch_size'], None)
+        scores.update({f"road_{o}": c for o, c in zip(orders, changes)})
+    if 'average_drop' in metrics or 'increase_in_confidence' in metrics:
+        before, after = _confidence(model, xb, maps, targets, None)
+        scores['average_drop'] = (before - after).relu() / (before + 1e-7)
+        scores['increase_in_confidence'] = (after > before).float()
+    if 'sparseness' in metrics: scores['sparseness'] = sparseness(maps, size, reduce=False)
+    if 'complexity' in metrics: scores['complexity'] = complexity(maps, size, reduce=False)
+    if 'random_logit' in metrics: scores['random_logit'] = random_logit(method, xb, targets, reduce=False)
+    return {k: scores[k].cpu() for k in metrics}
 
 
 # %% ../nbs/10_metrics.ipynb #5f6d307e
@@ -407,18 +690,22 @@ def cam_report(learn, # a trained `Learner`
                cls=None, # None: explain the predicted class; 'target': each item's true class
                layer=None, # the target layer; None: `default_layer`'s choice
                n_items: int | None = None, # score only the first `n_items` items of `dl`
+               metrics='default', # 'default' (all but ROAD and random logit), 'all', or names from `REPORT_METRICS`
                steps: int = 16, # deletion and insertion steps
                baseline='blur', # deletion and insertion baseline (see `perturbation_baseline`)
+               percentiles=_PERCENTILES, # ROAD's percentiles (see `road`)
                batch_size: int = 256, # perturbed images per forward
                progress: bool = True # show a progress bar
-              ) -> pd.DataFrame:
-    "Methods x (pointing game, energy in box, deletion AUC, insertion AUC, seconds per image) on items with boxes."
+              ) -> CAMReport:
+    "Methods x metrics (`REPORT_METRICS`, with which way is better) and seconds per image, on items with boxes."
     if cls is not None and not (isinstance(cls, str) and cls == 'target'):
         raise ValueError(f"cls must be None (the predicted class) or 'target' (the true class), got {cls!r}")
     if n_items is not None: check_int(n_items, 'n_items', fix='pass the number of items to score, e.g. n_items=100')
+    columns = _report_metrics(metrics)
     dl = (learn.dls.valid if dl is None else dl).new(shuffle=False, drop_last=False)
     n = len(dl.dataset) if n_items is None else min(n_items, len(dl.dataset))
-    boxes = _report_boxes(boxes, n)
+    located = {'pointing_game', 'energy_in_box'} & set(columns)
+    boxes = _report_boxes(boxes, n) if located else None
     wanted = all_methods(learn.model, layer) if isinstance(methods, str) and methods == 'all' else list(methods)
     objects = {method_label(m): cam_method(learn.model, m, layer) for m in wanted}
     scores, seconds = {name: [] for name in objects}, dict.fromkeys(objects, 0.)
@@ -428,17 +715,20 @@ def cam_report(learn, # a trained `Learner`
             for name, method in objects.items():
                 res, took = _timed(method, xb, yb)
                 seconds[name] += took
-                scores[name].append(_item_scores(learn.model, xb, res, boxes[first:first + len(xb)], **perturb))
-    rows = {name: {k: torch.cat([s[k] for s in batches]).nanmean().item() for k in _REPORT_METRICS}
+                items_boxes = boxes[first:first + len(xb)] if boxes is not None else None
+                scores[name].append(_item_scores(method, xb, res, items_boxes, columns, percentiles, **perturb))
+    rows = {name: {k: torch.cat([s[k] for s in batches]).nanmean().item() for k in columns}
                   | {'seconds_per_image': seconds[name] / n} for name, batches in scores.items()}
-    df = pd.DataFrame.from_dict(rows, orient='index').rename_axis('method')
-    df.attrs.update(items=n, steps=steps, baseline=baseline)
+    df = CAMReport.from_dict(rows, orient='index').rename_axis('method')
+    df.attrs.update(items=n, steps=steps, baseline=baseline,
+                    better={k: REPORT_METRICS[k] for k in [*columns, 'seconds_per_image']})
     return df
 
 
 # %% ../nbs/10_metrics.ipynb #beeed2cb
 @patch
 @delegates(cam_report)
-def cam_report(self: Learner, methods='all', **kwargs) -> pd.DataFrame:
-    "`cam_report(self, methods, ...)`: methods x (pointing game, energy in box, deletion, insertion, time per image)."
+def cam_report(self: Learner, methods='all', **kwargs) -> CAMReport:
+    "`cam_report(self, methods, ...)`: methods x metrics (`REPORT_METRICS`), each marked with its better direction."
     return cam_report(self, methods, **kwargs)
+
