@@ -1,0 +1,113 @@
+"""The shelf's methods (issue 24) against the peers that have them, on a random-weight resnet18 at two layers.
+
+A seeded resnet18 (10 classes, random weights) explains a batch of 2 images of 64 px, one class per item, at `layer3`
+(4x4, followed by a residual stage: its gradients vary over the map) and `layer4` (2x2, followed by global average
+pooling and the linear head). fastcam's raw maps (ReLU applied, at the layer's resolution) are compared with
+pytorch-grad-cam's raw maps, as its own `get_cam_image` returns them inside a normal call (before it stretches them to
+the input's size), after the same per-map min-max scaling of both sides, to 1e-4:
+
+- Grad-CAM element-wise, FEM, Finer-CAM (with pytorch-grad-cam's `FinerWeightedTarget` on the same comparison
+  classes), ShapleyCAM on the logits and with the paper's ReST target (`ClassifierOutputReST`, where the
+  Hessian-vector product is not zero);
+- Eigen-Grad-CAM and KPCA-CAM up to the sign of each map (pytorch-grad-cam takes the sign its SVD or scikit-learn
+  returns; fastcam's convention is in nbs/04_methods); KPCA-CAM to 5e-4, since scikit-learn works in float32 on the
+  float32 activations pytorch-grad-cam hands it, and to 1e-5 against scikit-learn on float64 points.
+
+RandomCAM has no peer to agree with (pytorch-grad-cam draws from numpy's global state): it is checked for what it
+promises, the same maps under the same seed, other maps under another, and the global random state left alone.
+"""
+import copy
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models import resnet18
+from fastcam.all import (EigenGradCAM, FEM, FinerCAM, GradCAM, GradCAMElementWise, KPCACAM, RandomCAM, ShapleyCAM,
+                         find_layer)
+
+pgc = pytest.importorskip('pytorch_grad_cam')
+from pytorch_grad_cam.utils.model_targets import (ClassifierOutputReST, ClassifierOutputTarget,  # noqa: E402
+                                                  FinerWeightedTarget)
+
+LAYERS = ['layer3', 'layer4']
+
+@pytest.fixture(scope='module')
+def setup():
+    torch.manual_seed(0)
+    model = resnet18(num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    targets = torch.tensor([[1], [4]])
+    return model, x, targets
+
+def minmax(maps):
+    lo, hi = maps.amin((-2, -1), keepdim=True), maps.amax((-2, -1), keepdim=True)
+    return (maps - lo) / (hi - lo).clamp_min(1e-12)
+
+def peer_maps(peer, model, layer, x, chosen, relu=True, **kwargs):
+    "pytorch-grad-cam's raw maps `[bs, 1, h, w]` from its `get_cam_image`, for its targets `chosen`."
+    model = copy.deepcopy(model)  # it calls .backward() into the parameters
+    cam = peer(model=model, target_layers=[find_layer(model, layer)], **kwargs)
+    inner = getattr(cam, 'base_cam', cam)  # FinerCAM wraps a Grad-CAM
+    raws, original = [], inner.get_cam_image
+    inner.get_cam_image = lambda *a, **k: (raws.append(original(*a, **k)), raws[-1])[1]
+    cam(input_tensor=x, targets=chosen)
+    inner.activations_and_grads.release()
+    raw = torch.from_numpy(np.asarray(raws[0])).float()[:, None]
+    return raw.relu() if relu else raw
+
+def assert_agree(ours, theirs, eps=1e-4):
+    assert ours.shape == theirs.shape
+    gap = (minmax(ours) - minmax(theirs)).abs().max().item()
+    assert gap < eps, gap
+
+def assert_agree_up_to_sign(ours, theirs, eps=1e-4):
+    same = torch.where((ours * theirs).sum((-2, -1), keepdim=True) > 0, 1., -1.)
+    scale = ours.abs().amax((-2, -1), keepdim=True).clamp_min(1e-12)
+    gap = ((ours - same * theirs) / scale).abs().max().item()
+    assert gap < eps, gap
+
+def classes(targets): return [ClassifierOutputTarget(int(t)) for t in targets[:, 0]]
+
+@pytest.mark.parametrize('layer', LAYERS)
+def test_elementwise_and_fem(setup, layer):
+    model, x, targets = setup
+    assert_agree(GradCAMElementWise(model, layer)(x, targets),
+                 peer_maps(pgc.GradCAMElementWise, model, layer, x, classes(targets)))
+    assert_agree(FEM(model, layer)(x, targets), peer_maps(pgc.FEM, model, layer, x, classes(targets)))
+
+@pytest.mark.parametrize('layer', LAYERS)
+def test_projections(setup, layer):
+    model, x, targets = setup
+    assert_agree_up_to_sign(EigenGradCAM(model, layer, relu=False)(x, targets),
+                            peer_maps(pgc.EigenGradCAM, model, layer, x, classes(targets), relu=False))
+    ours = KPCACAM(model, layer, relu=False)(x, targets)
+    assert_agree_up_to_sign(ours, peer_maps(pgc.KPCA_CAM, model, layer, x, classes(targets), relu=False), eps=5e-4)
+    from sklearn.decomposition import KernelPCA
+    A = {}
+    handle = find_layer(model, layer).register_forward_hook(lambda m, i, o: A.update(a=o.detach()))
+    with torch.no_grad(): model(x)
+    handle.remove()
+    points = A['a'].flatten(2).transpose(1, 2).double().numpy()
+    theirs = [KernelPCA(n_components=1, kernel='sigmoid').fit_transform(p - p.mean(0))[:, 0] for p in points]
+    assert_agree_up_to_sign(ours, torch.tensor(np.stack(theirs)).float().view(ours.shape), eps=1e-5)
+
+@pytest.mark.parametrize('layer', LAYERS)
+def test_finer_and_shapley(setup, layer):
+    model, x, targets = setup
+    with torch.no_grad(): logits = model(x)
+    order = (logits - logits.gather(1, targets)).abs().argsort(-1)
+    finer = [FinerWeightedTarget(int(targets[i, 0]), [int(order[i, r]) for r in (1, 2, 3)], 1.0) for i in range(2)]
+    assert_agree(FinerCAM(model, layer)(x, targets), peer_maps(pgc.FinerCAM, model, layer, x, finer))
+    assert_agree(ShapleyCAM(model, layer)(x, targets), peer_maps(pgc.ShapleyCAM, model, layer, x, classes(targets)))
+    rest = lambda out: (out.gather(1, targets)[:, 0] - F.cross_entropy(out, targets[:, 0], reduction='none'))[:, None]
+    shapley = ShapleyCAM(model, layer)(x, target=rest)
+    assert_agree(shapley, peer_maps(pgc.ShapleyCAM, model, layer, x, [ClassifierOutputReST(int(t)) for t in targets]))
+    assert not torch.allclose(minmax(shapley), minmax(GradCAM(model, layer)(x, target=rest)), atol=1e-3)
+
+def test_random_cam_seeded(setup):
+    model, x, targets = setup
+    state = torch.get_rng_state()
+    first = RandomCAM(model, 'layer3', seed=3)(x, targets)
+    assert torch.equal(first, RandomCAM(model, 'layer3', seed=3)(x, targets))
+    assert not torch.equal(first, RandomCAM(model, 'layer3', seed=4)(x, targets))
+    assert torch.equal(torch.get_rng_state(), state)
