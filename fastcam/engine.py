@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from .hook import Hooks
 from .layers import (default_layer, find_layer, inside_attention, input_extent, is_token_batch, layer_name,
-                            layer_reshape, main_input, model_inputs, run_model, unwrap_model)
+                            layer_reshape, main_input, model_inputs, run_model, text_encoder, unwrap_model)
 from .targets import RegionTarget, check_cls, model_logits, resolve_targets
+
 
 
 # %% auto #0
@@ -152,31 +153,39 @@ def has_hooks(model: nn.Module) -> bool:
     if any(len(getattr(module_globals, f'_global{k}', {})) for k in kinds): return True
     return any(len(getattr(m, k, {})) for m in model.modules() for k in kinds)
 
+def _or_zeros(grads: tuple, acts: list, *lead: int) -> list:
+    "`grads`, with zeros `[*lead, *a.shape]` for the activations `a` that the scores do not depend on (None)."
+    return [a.new_zeros(*lead, *a.shape) if g is None else g for g, a in zip(grads, acts)]
+
 def class_gradients(scores: Tensor, # [bs, k] scores, part of a graph that leads back to `acts`
                     acts: list, # activations to differentiate with respect to, each [bs, ...]
                     batched: bool = True, # try one batched `autograd.grad` for all k first
-                    create_graph: bool = False # keep the gradients in the graph (maps for training losses)
+                    create_graph: bool = False, # keep the gradients in the graph (maps for training losses)
+                    unused_zero: bool = False # zeros for an activation the scores do not depend on (else an error)
                    ) -> list:
     "The gradient of each of the `k` scores with respect to each of `acts`: one tensor `[bs, k, ...]` per activation."
     bs, k = scores.shape
-    if k == 1: return [g[:, None] for g in torch.autograd.grad(scores.sum(), acts, create_graph=create_graph)]
+    options = dict(create_graph=create_graph, allow_unused=unused_zero)
+    if k == 1: return [g[:, None] for g in _or_zeros(torch.autograd.grad(scores.sum(), acts, **options), acts)]
     if batched:
         one_hot = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None].expand(k, bs, k)  # [k, bs, k]
         try:  # the graph is kept, so that the loop below can still run on it if vmap refuses an op or a hook
             grads = torch.autograd.grad(scores, acts, grad_outputs=one_hot, is_grads_batched=True, retain_graph=True,
-                                        create_graph=create_graph)
-            return [g.transpose(0, 1) for g in grads]  # each [bs, k, ...]
+                                        **options)
+            return [g.transpose(0, 1) for g in _or_zeros(grads, acts, k)]  # each [bs, k, ...]
         except (RuntimeError, NotImplementedError, TypeError, ValueError): pass
-    per_class = [torch.autograd.grad(scores[:, j].sum(), acts, retain_graph=create_graph or j < k - 1,
-                                     create_graph=create_graph) for j in range(k)]
+    per_class = [_or_zeros(torch.autograd.grad(scores[:, j].sum(), acts, retain_graph=create_graph or j < k - 1,
+                                               **options), acts) for j in range(k)]
     return [torch.stack(gs, 1) for gs in zip(*per_class)]  # each [bs, k, ...]
 
 
 # %% ../nbs/03_engine.ipynb #f626d364
 class _Capture:
     "Forward hooks on `layers` for one forward: keep each output, and start the autograd graph at the first."
-    def __init__(self, model: nn.Module, layers: list, grad: bool, reshapes: list, bs: int, spatial_dims: int):
+    def __init__(self, model: nn.Module, layers: list, grad: bool, reshapes: list, bs: int, spatial_dims: int,
+                 chunks: bool = False): # a layer may run once per chunk of tokens (fastai's SentenceEncoder)
         self.model, self.layers, self.grad, self.bs, self.spatial_dims = model, layers, grad, bs, spatial_dims
+        self.chunks = chunks
         self.reshapes = dict(zip(layers, reshapes))
         self.acts = {}
 
@@ -201,11 +210,11 @@ class _Capture:
                              f"like the input's {rank} spatial axes: pass reshape= to turn it into one{hint}, or pick "
                              f"another layer")
         shape = tuple(reshape(output.detach()).shape) if reshape is not None else tuple(output.shape)
-        if len(shape) != rank + 2 or shape[0] != self.bs:
+        if len(shape) != rank + 2 or not (shape[0] == self.bs or self.chunks and shape[0] <= self.bs):
             raise ValueError(f"layer {name!r} gives shape {shape} after reshape, not a feature map [{self.bs}, C, "
                              f"{axes}] of this batch of {self.bs}: pick a layer of the main path (not inside an "
                              f"attention block) or a reshape that returns [bs, C, {axes}]")
-        if module in self.acts:
+        if module in self.acts and not self.chunks:
             raise ValueError(f"layer {name!r} ran twice in one forward (a shared module, or a module called in a loop "
                              f"as fastai's SentenceEncoder calls its AWD_LSTM once per bptt tokens): pick a layer that "
                              f"runs once, e.g. the SentenceEncoder itself")
@@ -218,8 +227,9 @@ class _Capture:
         if self.grad:
             torch.set_grad_enabled(True)  # until the end of the model's forward, whose no_grad() restores the mode
             if not output.requires_grad: output = output.detach().requires_grad_()
-        self.acts[module] = output
+        self.acts.setdefault(module, []).append(output)  # one output; or one per chunk, of its first rows
         return output.clone() if rest is None else (output.clone(), *rest)
+
 
 
 
@@ -282,6 +292,18 @@ def _refuse_detector(model: nn.Module):
                          f"not line up with the input's pixels and the box it explains changes with the input. fastcam "
                          f"does not explain detectors yet: explain a classifier on the same backbone, or use "
                          f"pytorch-grad-cam's FasterRCNNBoxScoreTarget, whose maps lie on the resized, padded image")
+
+def _join_chunks(pieces: list, acts: list, grads: list, bs: int) -> tuple:
+    "One activation `[bs, T, C]` (and gradient `[bs, k, T, C]`) per layer from the outputs of its chunks of tokens."
+    joined_acts, joined_grads, i = [], [], 0
+    def rows(t: Tensor) -> Tensor:  # a chunk runs on the first rows of the batch (fastai drops the rows of padding)
+        return t if len(t) == bs else torch.cat([t, t.new_zeros(bs - len(t), *t.shape[1:])])
+    for p in pieces:
+        a, g = acts[i:i + len(p)], grads[i:i + len(p)]
+        i += len(p)
+        joined_acts.append(a[0] if len(p) == 1 else torch.cat([rows(t) for t in a], 1))
+        joined_grads.append(g[0] if len(p) == 1 or g[0] is None else torch.cat([rows(t) for t in g], 2))
+    return joined_acts, joined_grads
 
 class CAMMethod:
     "Base class of every map method: one forward of `model` with hooks on `layer`, then `layer_map` per layer."
@@ -346,16 +368,20 @@ class CAMMethod:
             reshapes = self._prepare(x)
             batched = not has_hooks(self.model)  # before ours are added
             grad_mode = torch.enable_grad() if differentiable else torch.no_grad()  # the whole graph, or from the layer
-            with _Capture(self.model, self.layers, self.needs_grad, reshapes, bs, spatial_dims) as capture, grad_mode:
+            chunks = is_token_batch(main_input(x)) and text_encoder(self.model) is not None
+            with _Capture(self.model, self.layers, self.needs_grad, reshapes, bs, spatial_dims, chunks) as capture, \
+                 grad_mode:
                 output = run_model(self.model, x)
-            acts = [capture.acts[l] for l in self.layers]
+            pieces = [capture.acts[l] for l in self.layers]  # per layer: its output, or one per chunk of tokens
+            acts = [a for p in pieces for a in p]
             logits = model_logits(output) if target is None else _logits_if_any(output)
             if target is None and logits.ndim > 2: target = self._region_target(logits, cls, topk, x)
             with torch.set_grad_enabled(self.needs_grad or differentiable):
                 targets, scores = self._scores(output, logits, cls, topk, target, bs)
             grads = [None] * len(acts)
             if self.needs_grad:
-                with torch.enable_grad(): grads = class_gradients(scores, acts, batched, differentiable)
+                with torch.enable_grad(): grads = class_gradients(scores, acts, batched, differentiable, chunks)
+            acts, grads = _join_chunks(pieces, acts, grads, bs)
             # maps in float32, whatever precision the model ran in; in the graph only when asked for
             with torch.autocast(main_input(x).device.type, enabled=False), torch.set_grad_enabled(differentiable):
                 maps = [self._layer_maps(a, g, r, targets, logits, x)
@@ -417,6 +443,7 @@ class CAMMethod:
     def __repr__(self):
         names = [layer_name(self.model, l) if l is not None else 'auto' for l in self.layers]
         return f"{type(self).__name__}(layer={names if self.multi else names[0]!r}{', fuse=True' if self.fuse else ''})"
+
 
 
 
