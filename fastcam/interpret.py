@@ -73,7 +73,7 @@ class CAMInterpretation(ClassificationInterpretation):
         m = cam_method(learn.model, method, layer, **kwargs)
         act = act if act is not None else getcallable(learn.loss_func, 'activation')
         n_inp = getattr(dl, 'n_inp', 1)
-        rows = [int(i) for i in dl.get_idxs()] if hasattr(dl, 'get_idxs') else None  # texts come longest first
+        rows = [int(i) for i in dl.get_idxs()] if hasattr(dl, 'res') else None  # fastai's SortedDL: longest first
         logits, targs, losses, maps, text = [], [], [], [], False
         with learn.loss_not_reduced():
             for b in (progress_bar(dl, leave=False) if progress else dl):
@@ -137,6 +137,7 @@ class CAMInterpretation(ClassificationInterpretation):
                              f"pairs that occur: {self.most_confused()[:5]}")
         a, p = (str(self.vocab[_class_index(self, c)]) for c in (actual, predicted))
         return _plot_items(self, idx[:k].tolist(), same_scale, f"actual {a}, predicted {p}", **kwargs)
+
 
 
 # %% ../nbs/09_interpret.ipynb #e13efd7f

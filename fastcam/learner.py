@@ -169,7 +169,7 @@ def _item_inputs(dls, item) -> tuple:
 
 def _row_order(dl, n: int) -> Tensor | None:
     "Which item each row of `dl`'s one batch holds (fastai's `SortedDL` puts texts longest first); None: in order."
-    order = [int(i) for i in dl.get_idxs()] if hasattr(dl, 'get_idxs') else list(range(n))
+    order = [int(i) for i in dl.get_idxs()] if getattr(dl, 'indexed', False) else list(range(n))
     return None if order == list(range(n)) else torch.tensor(order)
 
 def batch_rows(learn: Learner, # the learner whose validation transforms make the batch
@@ -206,6 +206,7 @@ def decode_batch_images(self: Learner,
     decoded = decoded if isinstance(decoded, (tuple, list)) else (decoded,)
     shown = main_input(tuple(decoded[:len(inputs)]))
     return TensorImage(shown) if shown.ndim == 4 else shown
+
 
 
 
