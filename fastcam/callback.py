@@ -249,7 +249,7 @@ class CAMCallback(Callback):
         elif isinstance(self.cls, str) and self.cls == 'pred': cls = None
         else: cls = self.learn.class_index(self.cls)
         if self._order is None or not isinstance(cls, (list, tuple, Tensor)) or not len(cls): return cls
-        return cls[self._order] if isinstance(cls, Tensor) else [cls[i] for i in self._order.tolist()]  # in the rows' order
+        return cls[self._order] if isinstance(cls, Tensor) else [cls[i] for i in self._order.tolist()]  # rows' order
 
     def before_epoch(self): self._trained = False
 

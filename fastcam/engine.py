@@ -73,7 +73,7 @@ def _check_one_input(x: Tensor, model: nn.Module):
     raise ValueError(f"{what}, got shape {shape}: {fix}")
 
 def check_batch(x, model: nn.Module):
-    "Check that `x` is a batch `[bs, c, *spatial]`, token ids `[bs, T]` or a tuple of inputs that `model` takes, on its device."
+    "Check that `x` is a batch `[bs, c, *spatial]`, token ids `[bs, T]` or a tuple of inputs `model` takes, on its device."
     several = isinstance(x, (tuple, list))
     inputs = model_inputs(x)
     if not inputs or not all(isinstance(t, Tensor) for t in inputs):
@@ -346,7 +346,7 @@ class CAMMethod:
         return [self.reshape or layer_reshape(self.model, l, x) for l in self.layers]
 
     def compute(self,
-                x, # a normalized batch [bs, c, *spatial] or token ids [bs, T] on the model's device, or a tuple of inputs
+                x, # a normalized batch [bs, c, *spatial] or token ids [bs, T] on the model's device, or a tuple
                 cls=None, # the classes to explain: None (predicted), int, [bs] or [bs, k]
                 topk: int | None = None, # explain the k highest-scoring classes instead
                 differentiable: bool = False, # keep the maps in the autograd graph of the parameters (training losses)

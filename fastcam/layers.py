@@ -71,10 +71,10 @@ def model_inputs(x) -> tuple:
 
 def is_token_batch(t) -> bool:
     "Whether `t` is a batch of token ids `[bs, T]`: integers, two axes (what a text model's embedding reads)."
-    return isinstance(t, Tensor) and t.ndim == 2 and not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+    return isinstance(t, Tensor) and t.ndim == 2 and not (t.is_floating_point() or t.is_complex() or t.dtype is torch.bool)
 
 def main_input(x) -> Tensor:
-    "The first input of batch `x` with spatial axes (`[bs, c, ...]`), else its first batch of token ids, else its first input."
+    "The first input of batch `x` with spatial axes (`[bs, c, ...]`), else its first batch of token ids, else the first."
     inputs = model_inputs(x)
     spatial = (t for t in inputs if isinstance(t, Tensor) and t.ndim >= 3)
     return next(spatial, next((t for t in inputs if is_token_batch(t)), inputs[0]))
@@ -238,7 +238,7 @@ def last_feature_layer(model: nn.Module, x: Tensor) -> nn.Module:
 
 
 def _refuse_text_default(model: nn.Module, x):
-    "A text model other than fastai's has no default layer (which hidden layer to explain is a choice): list candidates."
+    "Refuse a default layer for a text model other than fastai's (which hidden layer to explain is a choice)."
     T = input_extent(x)[0]
     shown = ', '.join([f"{name!r}" for name, m, shape in _outputs(model, x) if len(shape) == 3 and shape[1] == T][-8:])
     raise ValueError(f"this {type(model).__name__} reads token ids, and fastcam picks a default layer only for fastai's "
@@ -290,7 +290,7 @@ def text_encoder(model: nn.Module) -> nn.Module | None:
 def seen_from(encoder: nn.Module, # fastai's `SentenceEncoder`
               T: int # the number of tokens of the batch
              ) -> int:
-    "The first token whose output `encoder` keeps: it reads `bptt` tokens at a time and keeps the chunks within `max_len`."
+    "The first token whose output `encoder` keeps: it reads `bptt` tokens at a time, keeps the chunks within `max_len`."
     if encoder.max_len is None: return 0
     return next((i for i in range(0, T, encoder.bptt) if T - i <= encoder.max_len), T)
 

@@ -179,7 +179,7 @@ def batch_rows(learn: Learner, # the learner whose validation transforms make th
     dls = _undistributed(learn.dls)
     n_inp = _n_inp(dls)
     items = [items] if _is_single(items, n_inp) else list(items)
-    if not items: raise ValueError("no items given: pass a path, an image, a text, a validation index, or a list of them")
+    if not items: raise ValueError("no items given: pass a path, an image, a text, a validation index or a list of them")
     if n_inp > 1:
         dl = undistributed(dls.valid).new([_item_inputs(dls, i) for i in items], bs=len(items))
         return tuple(dl.one_batch()[:n_inp]), _row_order(dl, len(items))
@@ -347,7 +347,7 @@ def _title(learn: Learner, c: int, p: float, prefix: str = '') -> str:
 
 # %% ../nbs/07_learner.ipynb #4001d542
 def _token_strings(learn: Learner, ids: Tensor) -> list:
-    "The tokens of token ids `ids` `[T]`: from fastai's text vocab, a Hugging Face tokenizer kept as `dls.tokenizer`, or the ids."
+    "The tokens of ids `ids` `[T]`: from fastai's text vocab, a Hugging Face tokenizer kept as `dls.tokenizer`, or the ids."
     vocab = getattr(learn.dls, 'vocab', None) if _reads_text(_undistributed(learn.dls)) else None
     if vocab is not None and _class_vocab(vocab) is not vocab: return [str(vocab[0][t]) for t in ids.tolist()]
     tokenizer = getattr(learn.dls, 'tokenizer', None)
@@ -394,7 +394,7 @@ def show_cam(self: Learner,
              region=None, # segmentation: the pixels predicted as `cls` (None), a box (x0, y0, x1, y1) or a mask [H, W]
              **kwargs # passed to `show_cam` (alpha, cmap, figsize, ...)
             ):
-    "Draw `item` with the map of class `cls` over it, titled with class and probability; returns the axes (text: a `TokenMap`)."
+    "Draw `item` with the map of class `cls` over it, titled with class and probability; returns the axes (text: `TokenMap`)."
     if not _is_single(item, _n_inp(_undistributed(self.dls))):
         raise ValueError("show_cam draws one item: use learn.show_cams for several")
     if is_segmentation(self) and cls is None:

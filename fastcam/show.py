@@ -371,7 +371,7 @@ class TokenMap:
         return f'<div style="line-height: 1.9">{title}{note}{" ".join(spans)}</div>'
 
     def lines(self, width: int = 60) -> list:
-        "The words in lines of at most `width` characters (a longer word gets a line of its own): `[[index, ...], ...]`."
+        "The words in lines of at most `width` characters (a longer word has its own line): `[[index, ...], ...]`."
         lines, line, n = [], [], 0
         for i, w in enumerate(self.words):
             if line and n + 1 + len(w) > width: lines.append(line); line, n = [], 0

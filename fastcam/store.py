@@ -236,7 +236,7 @@ def _longest(dl) -> int:
     return int(max(dl.res)) if hasattr(dl, 'res') else max(len(dl.dataset[i][0]) for i in range(len(dl.dataset)))
 
 def _text_rows(model: nn.Module, res: CAMResult, x, idxs: list, width: int) -> tuple:
-    "A batch of texts `idxs` in dataset order: maps over each text's own tokens `[count, k, width]`, logits, targets, lengths."
+    "Texts `idxs` in dataset order: maps over each text's own tokens `[count, k, width]`, logits, targets, lengths."
     rows = text_rows(model, text_maps(model, res.maps, x).cpu(), x)  # each [k, T_i]
     maps = res.maps.new_zeros(len(rows), rows[0].shape[0], width).cpu()
     for out, m in zip(maps, rows): out[:, :m.shape[-1]] = m
@@ -343,7 +343,7 @@ class MapStore:
     def __len__(self) -> int: return len(self.maps)
 
     def __getitem__(self, idx) -> StoredMaps:
-        "Item `idx` (an int; a text's maps over its own tokens), or items (a slice or list of indices) batched, as tensors."
+        "Item `idx` (an int; a text's maps over its own tokens), or items (a slice or list of indices) as tensors."
         as_tensor = lambda a: torch.from_numpy(np.array(a[idx]))
         names = self.names[idx] if isinstance(idx, (int, np.integer, slice)) else [self.names[i] for i in idx]
         maps = as_tensor(self.maps).float()

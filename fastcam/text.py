@@ -12,7 +12,7 @@ from .methods import HiResCAM
 __all__ = ['embedding_layer', 'grad_x_embedding']
 
 # %% ../nbs/15_text.ipynb #16a262c7
-def embedding_layer(model: nn.Module # a text model: fastai's classifier, a Hugging Face model, or one with one embedding
+def embedding_layer(model: nn.Module # a text model: fastai's classifier, a Hugging Face one, or one with one embedding
                    ) -> nn.Module:
     "The layer whose output is the token embeddings `[bs, T, C]` of `model`."
     model = unwrap_model(model)
@@ -31,5 +31,5 @@ def embedding_layer(model: nn.Module # a text model: fastai's classifier, a Hugg
 def grad_x_embedding(model: nn.Module, # a text model (see `embedding_layer`)
                      signed: bool = True # keep the sign: a token for (> 0) or against (< 0) the class; False: ReLU
                     ) -> HiResCAM:
-    "Gradient × embedding (fastai v1's intrinsic attention): HiResCAM at `embedding_layer(model)`, without ReLU if `signed`."
+    "Gradient × embedding (fastai v1's intrinsic attention): HiResCAM at `embedding_layer(model)`, no ReLU if `signed`."
     return HiResCAM(model, embedding_layer(model), relu=not signed)
