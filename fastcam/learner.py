@@ -259,7 +259,7 @@ def is_multi_label(learn: Learner) -> bool:
 # %% ../nbs/07_learner.ipynb #dc18f73c
 @patch
 def cam_result(self: Learner,
-               items, # a path, image, signal, volume, validation index or (several inputs) tuple; or a list of them
+               items, # a path, image, signal, volume, text, validation index or (several inputs) tuple; or a list of them
                cls=None, # None (predicted), an index or class name, one per item, or [n, k]
                layer=None, # the target layer (see `find_layer`); None: `default_layer`'s choice
                method='auto', # a method name, class or object; 'auto': CAM if the head allows, else Grad-CAM
@@ -331,10 +331,10 @@ def text_rows(model: nn.Module, # the model the maps are of
 @patch
 @delegates(Learner.cam_result)
 def cam(self: Learner,
-        items, # a path, image, signal, volume, validation index or (several inputs) tuple; or a list of them
+        items, # a path, image, signal, volume, text, validation index or (several inputs) tuple; or a list of them
         **kwargs # `cls`, `layer`, `method`, `topk` and the method's own arguments, as in `cam_result`
        ) -> Tensor:
-    "Maps `[n, k, h, w]` (signals `[n, k, l]`, volumes `[n, k, d, h, w]`) for `items`: raw, at the layer's resolution."
+    "Maps `[n, k, h, w]` (signals `[n, k, l]`, volumes `[n, k, d, h, w]`, texts `[n, k, T]`) for `items`, raw."
     return self.cam_result(items, **kwargs)[0].maps
 
 # %% ../nbs/07_learner.ipynb #d7eb1b54

@@ -8,7 +8,7 @@ import torch
 import pytest
 from fastai.text.all import AWD_LSTM, awd_lstm_clas_config, text_classifier_learner
 from fastai.interpret import ClassificationInterpretation
-from fastcam.all import (CAMCallback, CAMInterpretation, GradCAM, HiResCAM, TokenMap, TokenMaps, make_sentiment, seen_from,
+from fastcam.all import (CAMCallback, CAMInterpretation, GradCAM, HiResCAM, grad_x_embedding, TokenMap, TokenMaps, make_sentiment, seen_from,
                          sentiment_dls, store_maps, text_encoder, text_rows)
 
 BPTT, MAX_LEN = 8, 16
@@ -137,6 +137,13 @@ def test_show(learn, texts):
     grid = learn.show_cams(texts[:2], topk=2)
     assert isinstance(grid, TokenMaps) and len(grid) == 4
     assert len(grid.show().axes) == 4
+    methods = learn.show_cams(texts[:2], cls=1, methods=['gradcam', grad_x_embedding(learn.model)])
+    assert [m.title.split(':')[0] for m in methods] == ['gradcam', 'HiResCAM'] * 2  # method_label's names
+    res, x = learn.cam_result(texts[:2], cls=1, method=grad_x_embedding(learn.model))
+    own = text_rows(learn.model, res.maps, x)[1][0]  # [T]: xxbos and the words of the short text
+    words = methods[3]
+    assert words.words == texts[1].split() and (words.values < 0).any()  # signed
+    torch.testing.assert_close(words.values, own[1:])
 
 
 def test_interpretation_top_losses(learn):
