@@ -335,10 +335,11 @@ class ShortcutTest:
     def __init__(self, candidate, check: str, n: int, effect: float, baseline: float, margin: float):
         self.candidate, self.check, self.n = candidate, check, n # 'erase' or 'paste', on n pictures
         self.effect, self.baseline, self.margin = effect, baseline, margin # shares of the n pictures
-        self.confirmed = effect - baseline >= margin
+        self.confirmed = n > 0 and effect - baseline >= margin
 
     def __repr__(self):
         c = self.candidate
+        if not self.n: return f"ShortcutTest(no picture the model gets right to {self.check}: not confirmed)"
         if self.check == 'erase':
             what = (f"erasing {c.where} lost {self.effect:.1%} of {self.n} pictures of class {c.name!r}; "
                     f"random regions of the same size: {self.baseline:.1%}")
@@ -360,6 +361,7 @@ def _erase_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
     own = shows if cand.kind == 'spot' else f.labels == cand.cls
     right = (own & (f.preds == cand.cls)).nonzero()[:, 0]
     items = right[torch.randperm(len(right), generator=gen)[:n]].tolist()
+    if not items: return 0., 0., 0
     x0, y0, x1, y1 = cand.box
     height, width = y1 - y0, x1 - x0
     lost, base = [], []
@@ -377,6 +379,7 @@ def _paste_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
     f, model, P = cand.finding, cand.finding.learn.model, cand.finding.patch
     others = ((f.labels != cand.cls) & (f.preds == f.labels)).nonzero()[:, 0]
     targets = others[torch.randperm(len(others), generator=gen)[:n]].tolist()
+    if not targets: return 0., 0., 0
     members = cand.items[torch.randperm(len(cand.items), generator=gen)[:64]]
     sources = torch.cat(list(_item_batches(f.dl, members.tolist())))  # [m, c, H, W]
     tops, lefts = _patch_corners(f.peaks[members], f.grid, f.img_size, P)
