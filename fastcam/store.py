@@ -19,7 +19,7 @@ from .layers import unwrap_model
 from .engine import CAMResult
 from .methods import cam_method
 from .engine import reads_tokens
-from .learner import batch_inputs, keep_rng_state, text_maps, text_rows, undistributed  # fastcam.learner also gives Learner the class_index used here
+from .learner import batch_inputs, class_names, keep_rng_state, text_maps, text_rows, undistributed  # fastcam.learner also gives Learner the class_index used here
 from fastcore.basics import getcallable, patch
 from .interpret import CAMInterpretation
 
@@ -376,6 +376,10 @@ def _dataset_labels(dl) -> Tensor:
                          f"for multi-label data read the maps with MapStore and score them yourself")
     return torch.stack([y.reshape(()) for y in labels]).long()  # tsai's lists give each label as a tensor [1]
 
+def _n_classes(learn: Learner) -> int:
+    "The number of classes of `learn` (a text learner's `dls.vocab` is `[tokens, classes]`)."
+    return len(class_names(learn, getattr(learn.dls, 'c', 0)))
+
 @patch(cls_method=True)
 def from_store(cls: CAMInterpretation,
                learn: Learner, # the learner whose maps `path` holds (the same weights)
@@ -387,7 +391,7 @@ def from_store(cls: CAMInterpretation,
     store = MapStore(path)
     if store.manifest['model'] != model_fingerprint(unwrap_model(learn.model)):
         raise ValueError(f"the maps in {str(path)!r} were stored from other weights than this learner's: store them again "
-                         f"with store_maps(learn, {str(path)!r}, topk={len(learn.dls.vocab)}, overwrite=True)")
+                         f"with store_maps(learn, {str(path)!r}, topk={_n_classes(learn)}, overwrite=True)")
     with keep_rng_state(): dl = (learn.dls.valid if dl is None else dl).new(shuffle=False, drop_last=False)
     if item_names(dl) != store.names:
         raise ValueError(f"the maps in {str(path)!r} are of other items than dl's ({len(store.names)} stored, "
@@ -403,7 +407,7 @@ def from_store(cls: CAMInterpretation,
         i, j = (~found.any(-1)).nonzero()[0].tolist()
         raise ValueError(f"the store has no map of the {('predicted', 'actual')[j]} class ({wanted[i, j].item()}) of item "
                          f"{i}: it holds classes {stored.targets[i].tolist()}. Store the maps of every class: "
-                         f"store_maps(learn, {str(path)!r}, topk={len(learn.dls.vocab)})")
+                         f"store_maps(learn, {str(path)!r}, topk={_n_classes(learn)})")
     column = found.float().argmax(-1)  # [n, 2]: where each wanted class sits among the stored ones
     maps = stored.maps
     spatial = maps.shape[2:]  # (h, w), (l,) or (d, h, w)
