@@ -3,6 +3,7 @@
     python bench/bench_methods.py            # the full run (about 10 minutes on 2 cores)
     python bench/bench_methods.py --quick    # a short run (resnet18 only, small Score-CAM, one repeat)
     python bench/bench_methods.py --vit      # the ViT row only (timm vit_small, batch 8, 224 px), into bench/results.md
+    python bench/bench_methods.py --shelf    # the shelf's methods (issue 24) against their peers, 1 class
 
 Gradient methods (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM) and Eigen-CAM run on random-weight resnet18 and
 resnet50, batch 8, 224 px, at layer4. Their floor is one forward with gradients plus `torch.autograd.grad` to layer4
@@ -22,6 +23,7 @@ import torch
 from torchvision import models
 from fastcam.methods import GradCAM
 from fastcam.methods import GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM
+from fastcam.methods import EigenGradCAM, FEM, FinerCAM, GradCAMElementWise, ISCAM, KPCACAM, ShapleyCAM, SSCAM
 
 torch.set_num_threads(2)
 try:
@@ -63,7 +65,7 @@ def peer_call(model, layer, peer_name, x, classes, batch_size=None):
                 chosen = None if classes is None else [ClassifierOutputTarget(int(c)) for c in classes[:, j]]
                 cam(input_tensor=x, targets=chosen)
     finally:
-        cam.activations_and_grads.release()
+        getattr(cam, 'base_cam', cam).activations_and_grads.release()  # FinerCAM wraps a Grad-CAM
         model.zero_grad(set_to_none=True)
 
 def median(xs): return statistics.median(xs) if xs else float('nan')
@@ -251,7 +253,7 @@ def bench_vit(repeats: int, bs: int = 8, size: int = 224):
         try:
             for j in range(k): cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in top5[:, j]])
         finally:
-            cam.activations_and_grads.release()
+            getattr(cam, 'base_cam', cam).activations_and_grads.release()  # FinerCAM wraps a Grad-CAM
             model.zero_grad(set_to_none=True)
     contenders = {'inference forward': lambda: inference(model, x), 'fwd+grad floor': lambda: grad_floor(model, layer, x),
                   'fastcam 1 class': lambda: GradCAM(model)(x), 'fastcam 5 classes': lambda: GradCAM(model)(x, topk=5)}
@@ -276,11 +278,60 @@ def bench_vit(repeats: int, bs: int = 8, size: int = 224):
                  f"reshape_transform, one call per class; medians of {repeats} interleaved repeats "
                  f"(python bench/bench_methods.py --vit)")
 
+SHELF_ONE_FORWARD = [('Eigen-Grad-CAM', EigenGradCAM, 'EigenGradCAM'), ('Grad-CAM element-wise', GradCAMElementWise,
+                      'GradCAMElementWise'), ('KPCA-CAM', KPCACAM, 'KPCA_CAM'), ('FEM', FEM, 'FEM'),
+                     ('Finer-CAM', FinerCAM, 'FinerCAM'), ('ShapleyCAM', ShapleyCAM, 'ShapleyCAM')]
+
+def torchcam_call(model, peer_name, x, cls, **kwargs):
+    "torchcam's raw maps of class `cls` (one per item) for `x`."
+    import torchcam.methods as tcm
+    with getattr(tcm, peer_name)(model, 'layer4', input_shape=tuple(x.shape[1:]), **kwargs) as extractor:
+        scores = model(x)
+        extractor(cls.tolist(), scores, normalized=False)
+
+def bench_shelf(repeats: int, samples: int = 4):
+    """The shelf's methods at 1 class against their peers, medians of `repeats` interleaved runs: the one-forward
+    methods on resnet18, batch 8, 224 px, layer4, against pytorch-grad-cam; Score-CAM, SS-CAM and IS-CAM on resnet18,
+    1 image, 64 px (512 masks at layer4, a 2x2 map), batch size 64, `samples` samples each, against pytorch-grad-cam
+    (Score-CAM) and torchcam (SS-CAM, IS-CAM)."""
+    torch.manual_seed(0)
+    model = models.resnet18().eval()
+    x, small = torch.randn(8, 3, 224, 224), torch.randn(1, 3, 64, 64)
+    with torch.no_grad(): top, top_small = model(x).argmax(1), model(small).argmax(1)
+    contenders = {}
+    for name, cls, peer in SHELF_ONE_FORWARD:
+        contenders[(name, 'fastcam')] = lambda cls=cls: cls(model, 'layer4')(x, top)
+        if pgc is not None: contenders[(name, 'peer')] = lambda peer=peer: peer_call(model, model.layer4, peer, x, None)
+    contenders[('Score-CAM', 'fastcam')] = lambda: ScoreCAM(model, 'layer4', batch_size=64)(small, top_small)
+    if pgc is not None:
+        contenders[('Score-CAM', 'peer')] = lambda: peer_call(model, model.layer4, 'ScoreCAM', small, None, 64)
+    for name, cls, peer in [('SS-CAM', SSCAM, 'SSCAM'), ('IS-CAM', ISCAM, 'ISCAM')]:
+        contenders[(name, 'fastcam')] = lambda cls=cls: cls(model, 'layer4', num_samples=samples, batch_size=64)(
+            small, top_small)
+        contenders[(name, 'peer')] = lambda peer=peer: torchcam_call(model, peer, small, top_small, num_samples=samples,
+                                                                     batch_size=64)
+    times = {}
+    for _ in range(repeats):
+        for key, f in contenders.items(): times.setdefault(key, []).append(timed(f))
+    print(f"\n### The shelf's methods, 1 class (resnet18, layer4; {samples} samples for SS-CAM and IS-CAM)\n")
+    print(f"{_cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads; load average at start "
+          f"{START_LOAD}\n")
+    print("| method | input | peer | fastcam ms | peer ms | peer / fastcam |")
+    print("|---|---|---|---|---|---|")
+    for name in dict.fromkeys(k[0] for k in contenders):
+        ours, theirs = median(times[(name, 'fastcam')]), median(times.get((name, 'peer'), []))
+        many = name in ('Score-CAM', 'SS-CAM', 'IS-CAM')
+        peer = 'torchcam' if name in ('SS-CAM', 'IS-CAM') else 'pytorch-grad-cam'
+        print(f"| {name} | {'1x64px, 512 masks' if many else '8x224px'} | {peer} | {ours*1e3:.0f} | "
+              f"{fmt(theirs*1e3, 0)} | {fmt(ratio(theirs, ours))} |")
+    print(f"\n(load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())})")
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='resnet18 only, one repeat, small Score-CAM')
     parser.add_argument('--repeats', type=int, default=None, help='interleaved repeats (default 5, 1 with --quick)')
     parser.add_argument('--vit', action='store_true', help='only the ViT row (timm vit_small, batch 8, 224 px)')
+    parser.add_argument('--shelf', action='store_true', help="only the shelf's methods against their peers, 1 class")
     parser.add_argument('--peak', help=argparse.SUPPRESS)
     parser.add_argument('--arch', default='resnet50', help=argparse.SUPPRESS)
     parser.add_argument('--bs', type=int, default=16, help=argparse.SUPPRESS)
@@ -291,6 +342,9 @@ def main():
         return
     if args.vit:
         bench_vit(args.repeats or 3)
+        return
+    if args.shelf:
+        bench_shelf(args.repeats or 3)
         return
     if pgc is None: print("pytorch-grad-cam is not installed: its columns stay empty (pip install grad-cam)")
     start = time.perf_counter()

@@ -19,7 +19,7 @@ from .engine import CAMMethod, as_float, normalize_maps, resize_maps
 __all__ = ['METHODS', 'register_method', 'method_by_name', 'method_label', 'NotCAMReadyError', 'fold_head', 'CAM', 'GradCAM',
            'cam_method', 'GradCAMPlusPlus', 'XGradCAM', 'HiResCAM', 'LayerCAM', 'EigenCAM', 'score_live_channels',
            'ScoreCAM', 'AblationCAM', 'RandomCAM', 'EigenGradCAM', 'GradCAMElementWise', 'KPCACAM', 'FEM', 'FinerCAM',
-           'ShapleyCAM', 'all_methods']
+           'ShapleyCAM', 'SSCAM', 'ISCAM', 'all_methods']
 
 # %% ../nbs/04_methods.ipynb #0de4d62b
 METHODS = {} # canonical name -> method class
@@ -530,12 +530,96 @@ class ShapleyCAM(CAMMethod):
 register_method(ShapleyCAM, 'shapleycam')
 
 
+# %% ../nbs/04_methods.ipynb #37cc9e58
+class _SmoothedScoreCAM(ScoreCAM):
+    "Score-CAM whose channel scores are the mean over `num_samples` perturbed masks (`perturb`), with torchcam's masks."
+    in_all = False # num_samples times Score-CAM's forwards: `all_methods` leaves it out; name it to run it
+    def __init__(self,
+                 model: nn.Module, # the model to explain
+                 layer=None, # the target layer, or a list of them (see `CAMMethod`)
+                 num_samples: int = 10, # perturbed copies of each mask
+                 batch_size: int = 32, # masked inputs per forward
+                 progress: bool = False, # show a progress bar over the forwards
+                 **kwargs): # `channels_last`, `reshape`, `relu`, `fuse`, passed to `ScoreCAM`
+        check_int(num_samples, 'num_samples', fix="pass e.g. num_samples=10")
+        super().__init__(model, layer, batch_size=batch_size, progress=progress, align_corners=False, **kwargs)
+        self.num_samples = num_samples
+
+    def masks(self, A: Tensor, size: tuple) -> Tensor:
+        "Each map of `A` `[m, *spatial]` scaled to [0, 1], then upsampled to `size` (torchcam's order): `[m, 1, *size]`"
+        return resize_maps(normalize_maps(A, spatial_dims=A.ndim - 1)[:, None], size)
+
+    def channel_scores(self, A: Tensor, x: Tensor, targets: Tensor) -> Tensor:
+        "The mean scores `[bs, k, C]` of `targets` over the perturbed masked inputs of each channel of `A`."
+        with torch.inference_mode():
+            scores = self._sample_scores(A, x, targets)
+        return scores.clone()  # a normal tensor again
+
+    def _sample_scores(self, A, x, targets):
+        bs, C = A.shape[:2]
+        flat = A.flatten(2)
+        live = (flat.amax(-1) > flat.amin(-1)) | self.perturbs_zero_masks  # [bs, C]
+        pairs = live.nonzero()  # [m, 2] (item, channel)
+        samples = range(self.num_samples)
+        scores = A.new_zeros(bs, targets.shape[1], C)
+        layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.ndim)
+        channels_last = x.device.type == 'cpu' if self.channels_last is None else self.channels_last
+        layout = layout if channels_last and layout else torch.contiguous_format
+        def logits_of(masked): return model_logits(self.model(masked.contiguous(memory_format=layout))).float()
+        zero = None
+        if len(pairs) < bs * C: zero = logits_of(torch.zeros_like(x[:1]))[0, targets]  # [bs, k]: the zero image
+        for s in (progress_bar(samples) if self.progress else samples):
+            sample = A.new_zeros(bs, targets.shape[1], C)
+            if zero is not None: sample[:] = zero[..., None]
+            def masked_logits(item, channel):
+                return logits_of(self.perturb(x[item], self.masks(A[item, channel], x.shape[2:]).to(x.dtype), s,
+                                              item, channel))
+            scores += score_live_channels(pairs, masked_logits, targets, sample, self.batch_size)
+        return scores / self.num_samples
+
+class SSCAM(_SmoothedScoreCAM):
+    "SS-CAM (Wang et al., 2020, https://arxiv.org/abs/2006.14255): Score-CAM's scores averaged over noisy masks."
+    perturbs_zero_masks = True # noise makes every mask non-zero
+    def __init__(self,
+                 model: nn.Module, # the model to explain
+                 layer=None, # the target layer, or a list of them (see `CAMMethod`)
+                 num_samples: int = 35, # noisy copies of each mask
+                 std: float = 2.0, # the noise's standard deviation
+                 seed: int = 0, # the noise's seed: the same seed, the same maps
+                 **kwargs): # `batch_size`, `progress`, `channels_last`, `reshape`, `relu`, `fuse`
+        check_int(seed, 'seed', low=0, fix="pass e.g. seed=0")
+        super().__init__(model, layer, num_samples=num_samples, **kwargs)
+        self.std, self.seed = std, seed
+
+    def _sample_scores(self, A, x, targets):
+        self._generator = torch.Generator().manual_seed(self.seed)  # the noise of one call, batch after batch
+        return super()._sample_scores(A, x, targets)
+
+    def noise(self, sample: int, item: Tensor, channel: Tensor, size: tuple) -> Tensor:
+        "The noise `[m, 1, *size]` added to the masks of the pairs `(item, channel)` in `sample`."
+        return torch.randn(len(item), 1, *size, generator=self._generator) * self.std
+
+    def perturb(self, x, masks, sample, item, channel):
+        return x * (masks + self.noise(sample, item, channel, tuple(x.shape[2:])).to(masks))
+
+class ISCAM(_SmoothedScoreCAM):
+    "IS-CAM (Naidu et al., 2020, https://arxiv.org/abs/2010.03023): Score-CAM's scores integrated over scaled masks."
+    perturbs_zero_masks = False # a zero mask stays zero at every scale
+    def perturb(self, x, masks, sample, item, channel):
+        beta = sum(j / self.num_samples for j in range(1, sample + 2))
+        return beta * (x * masks)
+
+register_method(SSCAM, 'sscam')
+register_method(ISCAM, 'iscam')
+
+
 # %% ../nbs/04_methods.ipynb #36d5f511
 def all_methods(model: nn.Module, # the model to explain
                 layer=None # the target layer (see `find_layer`)
                ) -> list:
     "Every method class in `METHODS`, once each, without those that refuse `model` at `layer` (e.g. CAM on a head that is not CAM-ready)."
     def accepts(method):
+        if not getattr(method, 'in_all', True): return False  # e.g. SS-CAM: many times Score-CAM's forwards
         try: method(model, layer); return True
         except ValueError: return False  # NotCAMReadyError is a ValueError
     return [m for m in dict.fromkeys(METHODS.values()) if accepts(m)]
