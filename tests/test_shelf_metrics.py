@@ -1,8 +1,8 @@
 """The shelf's metrics (issue 24) against the peers that have them, on the same maps and model.
 
 A seeded random resnet18 with 5 classes explains a batch of 32-pixel images; every metric gets the same maps on both
-sides (fastcam's, stretched to the image and scaled to [0, 1] the way fastcam's metric does it), and the two numbers must
-agree per image to 1e-6 (probabilities) or 1e-5 (logits).
+sides (fastcam's, stretched to the image and scaled to [0, 1] the way fastcam's metric does it), and the two numbers
+must agree per image to 1e-6 (probabilities) or 1e-5 (logits).
 
 - **ROAD**: pytorch-grad-cam's `RemoveMostRelevantFirst` / `RemoveLeastRelevantFirst` with its `NoisyLinearImputer`,
   averaged over percentiles as its `ROAD...Average` classes do, scored by `ClassifierOutputSoftmaxTarget`. Both sides
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from fastcam.all import (average_drop, cam_method, complexity, increase_in_confidence, noisy_linear_imputation,
-                         normalize_maps, random_logit, road, sparseness, ssim, upsample_maps)
+from fastcam.all import (CAMMethod, average_drop, cam_method, complexity, increase_in_confidence,
+                         noisy_linear_imputation, normalize_maps, random_logit, road, sparseness, ssim, upsample_maps)
 
 SIZE, CLASSES = 32, 5
 
@@ -136,7 +136,42 @@ def test_ssim_agrees_with_scikit_image():
     g = torch.Generator().manual_seed(4)
     a, b = torch.rand(3, 20, 24, generator=g), torch.rand(3, 20, 24, generator=g) ** 2
     b[2] = a[2] * 0.5 + 0.1 * b[2]  # a similar pair
-    peer = [structural_similarity(p.numpy(), q.numpy(), data_range=float(torch.cat([p, q]).max() - torch.cat([p, q]).min()))
-            for p, q in zip(a, b)]
+    span = lambda p, q: float(torch.cat([p, q]).max() - torch.cat([p, q]).min())
+    peer = [structural_similarity(p.numpy(), q.numpy(), data_range=span(p, q)) for p, q in zip(a, b)]
     np.testing.assert_allclose(ssim(a, b).numpy(), peer, atol=1e-6)
     assert peer[2] > 0.5 > peer[0]
+
+FAITHFULNESS = ['deletion_auc', 'insertion_auc', 'road_most', 'road_least', 'average_drop', 'increase_in_confidence']
+
+@pytest.fixture(scope='module')
+def demo_learner(tmp_path_factory):
+    "The demo's model, as the quickstart tutorial and `fastcam demo` train it: a replay when either ran first."
+    from fastai.torch_core import set_seed
+    from fastcam.all import cam_learner, digits_dls, make_digits
+    path = tmp_path_factory.mktemp('digits')
+    make_digits(path, n_train=3000, n_valid=600)
+    set_seed(42)
+    learn = cam_learner(digits_dls(path, bs=64), ps=0.1)
+    learn.fit_one_cycle(4, 1e-2)
+    return learn
+
+class RandomMaps(CAMMethod):
+    "Seeded uniform noise at the layer's resolution: the baseline where `RandomCAM` is not registered."
+    needs_grad = False
+    def layer_map(self, A, G, targets, logits, x):
+        noise = torch.rand(A.shape[0], 1, *A.shape[2:], generator=torch.Generator().manual_seed(0))
+        return noise.to(A).expand(-1, targets.shape[1], *A.shape[2:])
+
+def test_random_maps_lose_on_every_faithfulness_metric(demo_learner):
+    "A metric that cannot tell RandomCAM's maps from Grad-CAM's, each in its own direction, is broken."
+    from fastcam.all import METHODS, REPORT_METRICS, cam_method
+    random = cam_method(demo_learner.model, 'randomcam' if 'randomcam' in METHODS else RandomMaps)
+    curves = demo_learner.cam_report([random, 'gradcam'], n_items=32, metrics=FAITHFULNESS[:4], steps=8,
+                                     percentiles=(20, 50, 80), progress=False)
+    # Increase in Confidence counts rare events (a tenth of the items or less): every validation item, 2 forwards each
+    confidence = demo_learner.cam_report([random, 'gradcam'], metrics=FAITHFULNESS[4:], progress=False)
+    report = curves.join(confidence.drop(columns='seconds_per_image'), lsuffix='_curves')
+    print(report.round(4).to_string())
+    for metric in FAITHFULNESS:
+        random_score, grad_score = report.iloc[0][metric], report.loc['gradcam', metric]
+        assert grad_score > random_score if REPORT_METRICS[metric] == 'higher' else grad_score < random_score, metric
