@@ -287,7 +287,7 @@ def noisy_linear_imputation(x: Tensor, # a batch of images [n, c, H, W]
                             tol: float = 1e-6, # stop when each system's residual is below `tol` times its right side
                             max_iter: int | None = None # conjugate-gradient steps at most; 8 max(H, W) if None
                            ) -> Tensor:
-    "`x` with each removed pixel (`~keep`) set to the weighted mean of its 8 neighbours, plus noise (ROAD's imputation)."
+    "`x` with each removed pixel (`~keep`) set to the weighted mean of its 8 neighbours, plus noise (ROAD's)."
     if x.ndim != 4: raise ValueError(f"`x` must be a batch of images [n, c, H, W], got shape {tuple(x.shape)}")
     n, c, H, W = x.shape
     if keep.shape not in ((n, H, W), (n, 1, H, W)):
@@ -337,7 +337,7 @@ def _road_changes(model: nn.Module, x: Tensor, maps: Tensor, cls, orders: tuple,
     "Change of the class score `[len(orders), bs]`, averaged over `percentiles`, as ROAD removes pixels in each order."
     check_batch(x, model)
     maps = _one_map_each(maps, 'ROAD')
-    if x.ndim != 4: raise ValueError(f"ROAD imputes pixels of images [bs, c, H, W]; got a batch of shape {tuple(x.shape)}")
+    if x.ndim != 4: raise ValueError(f"ROAD imputes pixels of images [bs, c, H, W], got shape {tuple(x.shape)}")
     check_int(batch_size, 'batch_size', fix='pass e.g. batch_size=256')
     q = torch.as_tensor(percentiles, dtype=torch.float64, device=x.device).flatten()
     if len(q) == 0 or bool(((q <= 0) | (q >= 100)).any()):
@@ -553,7 +553,7 @@ def ssim(a: Tensor, # maps [bs, *spatial]: [bs, n], [bs, h, w] or [bs, d, h, w]
          b: Tensor, # the same shape as `a`
          win_size: int = 7 # the side of the window (odd)
         ) -> Tensor:
-    "Structural similarity `[bs]` of `a[i]` and `b[i]`, as scikit-image's `structural_similarity` with their data range."
+    "Structural similarity `[bs]` of `a[i]` and `b[i]`, as scikit-image's `structural_similarity`, their data range."
     if a.shape != b.shape or a.ndim < 2 or min(a.shape[1:]) < win_size:
         raise ValueError(f"`a` and `b` must have the same shape [bs, *spatial] with every side at least {win_size}, "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -578,13 +578,15 @@ def random_logit(method, # a method object on the model, e.g. `cam_method(learn.
                 ) -> float | Tensor:
     "SSIM of each item's map for its class and for a random other class (Quantus `RandomLogit`): lower is better."
     if not isinstance(method, CAMMethod):
-        raise TypeError(f"`method` must be a method object, got {method!r}: pass e.g. cam_method(learn.model, 'gradcam')")
+        raise TypeError(f"`method` must be a method object, got {method!r}: pass e.g. "
+                        f"cam_method(learn.model, 'gradcam')")
     check_batch(x, method.model)
     with eval_mode(method.model), torch.no_grad(): logits = model_logits(method.model(x))
-    if logits.shape[1] < 2: raise ValueError(f"the random-logit test needs 2 classes or more, this model has {logits.shape[1]}")
+    if logits.shape[1] < 2:
+        raise ValueError(f"the random-logit test needs 2 classes or more, this model has {logits.shape[1]}")
     classes = _classes(cls, logits)
     drawn = np.random.RandomState(seed).randint(0, logits.shape[1] - 1, len(classes))  # Quantus's draw
-    other = torch.as_tensor(drawn, device=classes.device) 
+    other = torch.as_tensor(drawn, device=classes.device)
     other = other + (other >= classes).long()  # the drawn index among the classes but the item's own
     maps = upsample_maps(method.compute(x, torch.stack([classes, other], 1)).maps, tuple(x.shape[2:]))  # [bs, 2, ...]
     top = maps.flatten(2).abs().amax(2)  # [bs, 2]
