@@ -1,6 +1,6 @@
 """Grad-CAM of fastai's AWD_LSTM text classifier against one inference forward and captum, in one run (CPU), issue 23.
 
-    python bench/bench_text.py [--repeats 3] [--threads 2] [--captum-texts 2] [--config full|small]
+    python bench/bench_text.py [--repeats 3] [--threads 2] [--captum-texts 32] [--full-captum] [--config full|small]
 
 The model: fastai's `get_text_classifier(AWD_LSTM, ...)` with `awd_lstm_clas_config` (3 LSTM layers of 1,152 units,
 embeddings of 400; what `text_classifier_learner(dls, AWD_LSTM, pretrained=False)` builds) and random weights, a
@@ -14,12 +14,13 @@ reference of issue 23), and fastcam's Grad-CAM of the predicted class and of bot
 `--repeats` interleaved runs, so that drifts of a shared machine hit every contender alike.
 
 captum's `LayerIntegratedGradients` (50 steps over the embedding `encoder_dp`, in internal batches of 32; baseline:
-every token `xxunk`, as fastai's `SentenceEncoder` drops the rows that start a chunk with `xxpad`) costs 50 forwards
-and backwards of the whole model per text: on this CPU a batch of 32 takes the better part of an hour. captum's layer
-hook takes one call of the layer per forward, so for it the encoder reads the 200 tokens in one chunk (`bptt=200`);
-the logits are the same (checked), as the chunks carry the hidden state. It is timed once on the first
-`--captum-texts` texts of the batch, against fastcam's Grad-CAM of the same texts (both scale linearly with the number
-of texts); `--captum-texts 32` runs the whole batch.
+every token `xxunk`, as fastai's `SentenceEncoder` drops the rows that start a chunk with `xxpad`) costs a forward and
+backward of 32 rows per step for 32 texts: on this shared CPU the whole batch takes tens of minutes. So by default its
+time on the batch is made from two real runs, of 1 and of 2 steps: each step adds one more pass of 32 rows, and 50 steps
+take `t1 + 49 (t2 - t1)`; `--full-captum` times the 50 steps themselves, and `--captum-texts k` explains the first `k`
+texts only (against fastcam on the same `k`; a batch of a few texts costs an LSTM nearly as much as 32, so fastcam
+gains less there). captum's layer hook takes one call of the layer per forward, so for it the encoder reads the 200
+tokens in one chunk (`bptt=200`); the logits are the same (checked), as the chunks carry the hidden state.
 
 Peak memory is measured in a fresh process for each operation, as bench/bench_ndim.py does: the resident peak above
 what the process held with the model and input loaded (`/proc/self/clear_refs`, then `VmHWM`), with
@@ -61,13 +62,19 @@ def full_graph_gradient(model, x):
     finally: handle.remove()
     torch.autograd.grad(out.max(1).values.sum(), kept['a'])
 
-def captum_lig(model, x, classes):
-    "captum's LayerIntegratedGradients over the embedding, 50 steps from a baseline of `xxunk` tokens (id 0)."
+def captum_lig(model, x, classes, steps: int = STEPS):
+    "captum's LayerIntegratedGradients over the embedding, `steps` steps from a baseline of `xxunk` tokens (id 0)."
     from captum.attr import LayerIntegratedGradients
     lig = LayerIntegratedGradients(lambda ids: model(ids)[0], model[0].module.encoder_dp)
     bptt, model[0].bptt = model[0].bptt, x.shape[1]  # captum's hook takes one call of the embedding per forward
-    try: return lig.attribute(x, baselines=torch.zeros_like(x), target=classes, n_steps=STEPS, internal_batch_size=BS)
+    try: return lig.attribute(x, baselines=torch.zeros_like(x), target=classes, n_steps=steps, internal_batch_size=BS)
     finally: model[0].bptt = bptt
+
+def captum_time(model, x, classes, extrapolate: bool) -> float:
+    "Seconds of captum's 50 steps on `x`: timed, or from runs of 1 and 2 steps (one more pass of 32 rows per step)."
+    if not extrapolate: return _timed(lambda: captum_lig(model, x, classes))
+    one, two = (_timed(lambda: captum_lig(model, x, classes, steps)) for steps in (1, 2))
+    return one + (STEPS - 1) * (two - one)
 
 def one_chunk_logits(model, x):
     "The logits with the encoder reading `x` in one chunk, as captum runs it: equal to the chunked ones."
@@ -129,7 +136,7 @@ def _timed(f) -> float:
     f()
     return time.perf_counter() - start
 
-def bench(config: str, repeats: int, threads: int, captum_texts: int, command: str):
+def bench(config: str, repeats: int, threads: int, captum_texts: int, full_captum: bool, command: str):
     model, x = load(config)
     gradcam = GradCAM(model)  # the default layer: fastai's SentenceEncoder, its output [bs, T, C] read per token
     setup = (f"fastai AWD_LSTM classifier ({config} config: {CONFIGS[config]['n_layers']} layers of "
@@ -158,10 +165,12 @@ def bench(config: str, repeats: int, threads: int, captum_texts: int, command: s
         torch.testing.assert_close(one_chunk_logits(model, few), logits, rtol=1e-4, atol=1e-5)
         classes = logits.argmax(1)
         ours = statistics.median(_timed(lambda: gradcam(few, classes)) for _ in range(max(repeats, 3))) * 1000
-        theirs = _timed(lambda: captum_lig(model, few, classes)) * 1000  # once: it is the slow one
-        peer = (ours, theirs)
+        extrapolate = captum_texts * STEPS > 4 * BS and not full_captum  # more than 4 passes of 32 rows
+        theirs = captum_time(model, few, classes, extrapolate) * 1000  # once: it is the slow one
+        how = 'from 1 and 2 steps' if extrapolate else 'timed'
+        peer = (ours, theirs, how)
         print(f"\nOn the first {captum_texts} texts: fastcam GradCAM {ours:.0f} ms, captum LayerIntegratedGradients "
-              f"({STEPS} steps) {theirs:.0f} ms: {theirs / ours:.1f}x", flush=True)
+              f"({STEPS} steps, {how}) {theirs:.0f} ms: {theirs / ours:.1f}x", flush=True)
 
     mem = {k: measure_memory(config, k, threads) for k in MEMORY_OPS}
     print("\nPeak memory above the loaded model and input (same batch), each in its own process:\n")
@@ -172,7 +181,7 @@ def bench(config: str, repeats: int, threads: int, captum_texts: int, command: s
 
     ratios = [('GradCAM 1 class / inference forward', one / fwd, '<= 1.3', one / fwd <= 1.3),
               ('GradCAM both classes / 1 class', med['fastcam GradCAM, both classes (one forward)'] / one, '', None)]
-    if peer: ratios.append((f'captum LayerIntegratedGradients ({STEPS} steps) / fastcam GradCAM, first '
+    if peer: ratios.append((f'captum LayerIntegratedGradients ({STEPS} steps, {peer[2]}) / fastcam GradCAM, '
                             f'{captum_texts} texts', peer[1] / peer[0], '>= 20', peer[1] / peer[0] >= 20))
     ratios += [('peak memory above baseline: GradCAM / inference forward', mem['gradcam']['extra_mib'] / base,
                 '<= 1.1', mem['gradcam']['extra_mib'] / base <= 1.1),
@@ -191,7 +200,7 @@ def bench(config: str, repeats: int, threads: int, captum_texts: int, command: s
             for k, v in mem.items()],
            notes=f"batch {BS} x {TOKENS} tokens, each operation in its own process (MALLOC_MMAP_THRESHOLD_=65536); "
                  f"extra: the resident peak above the loaded model and input", threads=threads)
-    notes = setup + (f"; captum timed once on the first {captum_texts} texts against fastcam on the same texts"
+    notes = setup + (f"; captum ({peer[2]}) once on the first {captum_texts} texts against fastcam on the same texts"
                      if peer else '')
     return record(f"{title}: ratios and targets", ['ratio', 'measured', 'target', 'met'],
                   [[name, round(r, 2), target, met(ok)] for name, r, target, ok in ratios], notes=notes,
@@ -201,14 +210,16 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--captum-texts', type=int, default=2, help='texts of the batch captum explains (0: none)')
+    p.add_argument('--captum-texts', type=int, default=BS, help='texts of the batch captum explains (0: none)')
+    p.add_argument('--full-captum', action='store_true', help="time captum's 50 steps even where it takes long")
     p.add_argument('--config', choices=list(CONFIGS), default='full')
     p.add_argument('--memory-child', default=None)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.memory_child: return memory_child(a.config, a.memory_child)
     print(f"fastcam bench_text: CPU, {a.threads} threads, torch {torch.__version__}")
-    command = f"python bench/bench_text.py --repeats {a.repeats} --captum-texts {a.captum_texts} --config {a.config}"
-    print('\nrecorded in', bench(a.config, a.repeats, a.threads, a.captum_texts, command))
+    command = (f"python bench/bench_text.py --repeats {a.repeats} --captum-texts {a.captum_texts} --config {a.config}"
+               + (' --full-captum' if a.full_captum else ''))
+    print('\nrecorded in', bench(a.config, a.repeats, a.threads, a.captum_texts, a.full_captum, command))
 
 if __name__ == '__main__': main()
