@@ -13,6 +13,9 @@ the input's size), after the same per-map min-max scaling of both sides, to 1e-4
   returns; fastcam's convention is in nbs/04_methods); KPCA-CAM to 5e-4, since scikit-learn works in float32 on the
   float32 activations pytorch-grad-cam hands it, and to 1e-5 against scikit-learn on float64 points.
 
+SS-CAM and IS-CAM are compared with torchcam (their only peer) on one 48 px image with 2 samples: IS-CAM as it is, SS-CAM
+handed the noise torchcam draws (through `SSCAM.noise`), since torchcam draws it from the global random state.
+
 RandomCAM has no peer to agree with (pytorch-grad-cam draws from numpy's global state): it is checked for what it
 promises, the same maps under the same seed, other maps under another, and the global random state left alone.
 """
@@ -111,3 +114,30 @@ def test_random_cam_seeded(setup):
     assert torch.equal(first, RandomCAM(model, 'layer3', seed=3)(x, targets))
     assert not torch.equal(first, RandomCAM(model, 'layer3', seed=4)(x, targets))
     assert torch.equal(torch.get_rng_state(), state)
+
+@pytest.mark.parametrize('layer', LAYERS)
+def test_smoothed_score_cams(setup, layer):
+    "SS-CAM (handed torchcam's noise) and IS-CAM against torchcam, on one 48 px image and 2 samples."
+    tcm = pytest.importorskip('torchcam.methods')
+    from fastcam.all import ISCAM, SSCAM
+    model, x, targets = setup
+    x, targets = x[:1, :, :48, :48], targets[:1]  # 256 or 512 masks a sample
+    def theirs(peer, **kwargs):
+        with peer(copy.deepcopy(model), layer, input_shape=tuple(x.shape[1:]), batch_size=64, **kwargs) as extractor:
+            scores = extractor.model(x)
+            return extractor(targets[:, 0].tolist(), scores, normalized=False)[0].detach()[:, None]
+    assert_agree(ISCAM(model, layer, num_samples=2, batch_size=64)(x, targets), theirs(tcm.ISCAM, num_samples=2))
+    A = {}
+    handle = find_layer(model, layer).register_forward_hook(lambda m, i, o: A.update(a=o))
+    with torch.no_grad(): model(x)
+    handle.remove()
+    torch.manual_seed(11)
+    noises = [torch.distributions.Normal(0, 2.).sample((1, A['a'].shape[1], 48, 48)) for _ in range(2)]
+    class SameNoise(SSCAM):
+        def noise(self, sample, item, channel, size): return noises[sample][item, channel][:, None]
+    torch.manual_seed(11)
+    peer = theirs(tcm.SSCAM, num_samples=2)
+    assert_agree(SameNoise(model, layer, num_samples=2, batch_size=64)(x, targets), peer)
+    if layer == 'layer3':
+        assert torch.equal(SSCAM(model, layer, num_samples=1, seed=5)(x, targets),
+                           SSCAM(model, layer, num_samples=1, seed=5)(x, targets))
