@@ -52,9 +52,10 @@ def cost_ratios(learn, names: list, batch: int, repeats: int) -> dict:
     "`{method: seconds of one call on the batch / seconds of one inference forward}`, medians of interleaved repeats."
     from fastcam.all import cam_method
     x = learn.cam_batch(list(range(batch)))
+    plain = x.as_subclass(torch.Tensor)  # the floor without fastai's tensor subclass, as the methods run the model
     objects = {name: cam_method(learn.model, name) for name in names}
     def forward():
-        with torch.no_grad(): learn.model(x)
+        with torch.no_grad(): learn.model(plain)
     times = {name: [] for name in ['forward', *names]}
     for repeat in range(repeats + 1):  # the first round warms up and is not counted
         for name in times:
@@ -127,10 +128,15 @@ def main():
     cheap = table[table['cost'] <= 3]
     answer = cheap['faithfulness'].idxmax() if len(cheap) else front[0]
     best = table['faithfulness'].idxmax()
+    top = cheap['faithfulness'].max() if len(cheap) else table.loc[answer, 'faithfulness']
+    close = [n for n in cheap.index if n != answer and cheap.loc[n, 'faithfulness'] >= top - 0.01]
+    baseline = (f"; RandomCAM scores {table.loc['RandomCAM', 'faithfulness']:.3f}" if 'RandomCAM' in table.index
+                else '')
     line = (f"On this task, {answer} is the most faithful for its cost (insertion - deletion "
-            f"{table.loc[answer, 'faithfulness']:.3f} at {table.loc[answer, 'cost']:.2f}x a forward); "
-            f"the most faithful overall is {best} ({table.loc[best, 'faithfulness']:.3f} at "
-            f"{table.loc[best, 'cost']:.1f}x).")
+            f"{table.loc[answer, 'faithfulness']:.3f} at {table.loc[answer, 'cost']:.2f}x a forward)"
+            + (f", with {', '.join(close)} within 0.01 of it at under 3x" if close else '')
+            + f"; the most faithful overall is {best} ({table.loc[best, 'faithfulness']:.3f} at "
+            f"{table.loc[best, 'cost']:.1f}x){baseline}.")
     print(table.round(3).to_string())
     print(f"\nPareto front (cost, insertion - deletion): {', '.join(front)}")
     print(line)
