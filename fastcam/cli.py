@@ -200,8 +200,8 @@ def _print_demo(f: dict):
     print(f"pointing game, Grad-CAM    {f['pointing_game_gradcam']:.1%}")
     print(f"  (hit: the map's arg-max cell centre lies in the digit's ink box; chance {f['chance']:.1%})")
     if 'report' in f:
-        print(f"\nevery method on {f['report'].attrs['items']} validation items (learn.cam_report; higher is "
-              f"better except deletion AUC):")
+        print(f"\nevery method on {f['report'].attrs['items']} validation items (learn.cam_report; ↑ higher is "
+              f"better, ↓ lower is better):")
         print(f['report'].round(3).to_string())
     report = f", report {f['report_seconds']:.0f} s (--report-items 0 skips it)" if 'report_seconds' in f else ''
     print(f"\ntime: data {f['data_seconds']:.0f} s, training {f['train_seconds']:.0f} s{report}, "

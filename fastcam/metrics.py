@@ -29,10 +29,11 @@ from fastai.learner import Learner
 
 
 # %% auto #0
-__all__ = ['REPORT_METRICS', 'pointing_game', 'pointing_game_pairs', 'box_masks', 'energy_in_box', 'perturbation_baseline',
-           'perturbation_curve', 'deletion_auc', 'insertion_auc', 'noisy_linear_imputation', 'road', 'average_drop',
-           'increase_in_confidence', 'sparseness', 'complexity', 'spearman', 'randomization_blocks',
-           'randomization_check', 'plot_randomization', 'ssim', 'random_logit', 'CAMReport', 'cam_report']
+__all__ = ['REPORT_METRICS', 'pointing_game', 'pointing_game_pairs', 'token_pointing_game', 'box_masks', 'energy_in_box',
+           'perturbation_baseline', 'perturbation_curve', 'deletion_auc', 'insertion_auc', 'noisy_linear_imputation',
+           'road', 'average_drop', 'increase_in_confidence', 'sparseness', 'complexity', 'spearman',
+           'randomization_blocks', 'randomization_check', 'plot_randomization', 'ssim', 'random_logit', 'CAMReport',
+           'cam_report']
 
 # %% ../nbs/10_metrics.ipynb #83717f31
 _AXES = {1: 'L', 2: 'H, W', 3: 'D, H, W'}  # the input's axes for maps of each spatial rank
@@ -133,6 +134,33 @@ def pointing_game_pairs(maps: Tensor, # maps of every label, [n, c, h, w] (or [n
     present = ~boxes.isnan().any(-1)  # [n, c]
     if not present.any(): raise ValueError("no box is given: every label is marked absent (NaN)")
     return pointing_game(maps[present], boxes[present], img_size, reduce)
+
+# %% ../nbs/10_metrics.ipynb #1d0665f6
+def token_pointing_game(maps: Tensor, # maps over the tokens of `n` texts: [n, T] or [n, 1, T], e.g. `learn.cam(texts)`
+                        positions, # the deciding tokens of each text: `n` sequences of ints, counted in its own tokens
+                        mask=None, # [n, T] True on each text's own tokens, False on padding; None: no padding
+                        reduce: bool = True # the share of hits (True) or a hit per text [n] (False)
+                       ):
+    "The pointing game over tokens: the share of texts whose map is highest at one of their deciding tokens."
+    if maps.ndim == 3 and maps.shape[1] == 1: maps = maps[:, 0]
+    if maps.ndim != 2:
+        raise ValueError(f"maps must be [n, T] or [n, 1, T], got {list(maps.shape)}: pick one class, e.g. maps[:, 0]")
+    n, T = maps.shape
+    if len(positions) != n:
+        raise ValueError(f"{len(positions)} lists of positions for {n} maps: pass the deciding tokens of each text")
+    mask = torch.ones(n, T, dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool().cpu()
+    if mask.shape != (n, T):
+        raise ValueError(f"mask must be [n, T] = {[n, T]} like the maps, got {list(mask.shape)}: pass True on each "
+                         f"text's tokens, e.g. `x != pad_idx` for fastai's token ids")
+    own = mask.cumsum(1) - 1  # [n, T]: each column's token in its own text
+    for p, length in zip(positions, mask.sum(1).tolist()):
+        if len(p) == 0 or not all(0 <= int(i) < length for i in p):
+            raise ValueError(f"positions {list(p)} are not tokens of a text of {length} tokens: pass at least one "
+                             f"position per text, counted in its own tokens (for fastai, xxbos is 0)")
+    top = maps.detach().float().cpu().masked_fill(~mask, float('-inf')).argmax(1)  # [n]: the first of ties
+    top = own.gather(1, top[:, None])[:, 0]
+    hits = torch.tensor([int(t) in {int(i) for i in p} for t, p in zip(top.tolist(), positions)], dtype=torch.float32)
+    return hits.mean().item() if reduce else hits
 
 # %% ../nbs/10_metrics.ipynb #d7f496c6
 def box_masks(boxes, # in input units: (start, end) [bs, 2], (x0, y0, x1, y1) [bs, 4], (d0, h0, w0, d1, h1, w1) [bs, 6]

@@ -4,23 +4,11 @@
 
 Each seed makes `make_sentiment(1000, 300, seed=seed)`, trains the tutorial's one-layer AWD_LSTM (fastai's dropouts,
 `--size` units) for `--epochs` epochs at 1e-2 after `set_seed(seed)`, and scores the maps of the 300 validation
-reviews (their true classes) with the pointing game of nbs/tutorials/text.ipynb, read from that notebook so that
-both score alike. One torch thread; minutes on a shared CPU."""
+reviews (their true classes) with `token_pointing_game`, as the tutorial does. One torch thread; minutes on a shared CPU."""
 import argparse, json, time, warnings
-from pathlib import Path
 import torch
 from fastai.text.all import AWD_LSTM, awd_lstm_clas_config, text_classifier_learner, accuracy, set_seed
-from fastcam.all import make_sentiment, sentiment_dls, grad_x_embedding
-
-TUTORIAL = Path(__file__).resolve().parents[1]/'nbs'/'tutorials'/'text.ipynb'
-
-def pointing_game():
-    "`token_pointing_game` as the tutorial defines it."
-    cells = json.loads(TUTORIAL.read_text(encoding='utf-8'))['cells']
-    source = next(''.join(c['source']) for c in cells if ''.join(c['source']).startswith('def token_pointing_game'))
-    scope = dict(torch=torch, Tensor=torch.Tensor)
-    exec(source, scope)
-    return scope['token_pointing_game']
+from fastcam.all import make_sentiment, sentiment_dls, grad_x_embedding, token_pointing_game
 
 def run(seed: int, epochs: int, size: int, score) -> dict:
     data = make_sentiment(1000, 300, seed=seed)
@@ -48,7 +36,7 @@ def main():
     a = p.parse_args()
     warnings.filterwarnings('ignore')
     torch.set_num_threads(1)
-    score = pointing_game()
+    score = token_pointing_game
     for seed in a.seeds: print(json.dumps(dict(epochs=a.epochs, size=a.size, **run(seed, a.epochs, a.size, score))),
                                flush=True)
 
