@@ -11,9 +11,7 @@ import torch
 from torchvision.models import resnet50
 from fastcam.methods import CAM, GradCAM
 from results import record
-
-def _rss_kib() -> int:
-    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * resource.getpagesize() // 1024
+from memory import rss_kib
 
 def full_graph_gradient(model, layer, x):
     "A forward with grad through the whole model and `torch.autograd.grad` of the top score to `layer`'s output."
@@ -28,7 +26,7 @@ def memory_child(kind: str, batch: int, size: int):
     torch.manual_seed(0)
     model = resnet50().eval()
     x = torch.randn(batch, 3, size, size)
-    base = _rss_kib()
+    base = rss_kib()
     if kind == 'forward':
         with torch.no_grad(): model(x)
     elif kind == 'gradcam': GradCAM(model, 'layer4')(x)

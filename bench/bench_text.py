@@ -31,12 +31,13 @@ Prints the tables and the ratios against the targets of issue 23 (Grad-CAM of 1 
 bench/results.md (see bench/results.py)."""
 import os
 for var in ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS']: os.environ.setdefault(var, '2')
-import argparse, json, resource, statistics, subprocess, sys, time, warnings
+import argparse, json, statistics, subprocess, sys, time, warnings
 import torch
 from fastai.text.models.core import get_text_classifier
 from fastai.text.models.awdlstm import AWD_LSTM, awd_lstm_clas_config
 from fastcam.all import GradCAM
 from results import record
+from memory import rss_kib, reset_peak, peak_kib
 
 warnings.filterwarnings('ignore')
 BS, TOKENS, VOCAB, CLASSES, STEPS = 32, 200, 5000, 2, 50
@@ -90,22 +91,6 @@ def _has(module: str) -> bool:
 
 
 # --- peak memory, each operation in its own process -------------------------------------------------------------
-def _rss_kib() -> int:
-    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * resource.getpagesize() // 1024
-
-def _reset_peak() -> bool:
-    "Reset the process's resident high-water mark (Linux's `clear_refs` 5); whether it could."
-    try:
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-        return True
-    except OSError: return False
-
-def _peak_kib(reset: bool) -> int:
-    "The resident peak since the reset (VmHWM), or over the process's life (`ru_maxrss`) where none was possible."
-    if reset:
-        with open('/proc/self/status') as f: return next(int(l.split()[1]) for l in f if l.startswith('VmHWM'))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
 MEMORY_OPS = {  # key -> label
     'forward': 'inference forward (no_grad)',
     'gradcam': 'fastcam GradCAM, predicted class',
@@ -115,12 +100,12 @@ MEMORY_OPS = {  # key -> label
 def memory_child(config: str, kind: str):
     "Run one operation in this fresh process; print its peak memory above the baseline (model and input loaded)."
     model, x = load(config)
-    reset = _reset_peak()  # importing fastai peaks above some forwards: count from here on
-    base = _rss_kib()
+    reset = reset_peak()  # importing fastai peaks above some forwards: count from here on
+    base = rss_kib()
     if kind == 'forward': inference(model, x)
     elif kind == 'gradcam': GradCAM(model)(x)
     elif kind == 'full_graph': full_graph_gradient(model, x)
-    peak = _peak_kib(reset)
+    peak = peak_kib(reset)
     print(json.dumps({'extra_mib': (peak - base) / 1024, 'peak_mib': peak / 1024, 'reset': reset}))
 
 def measure_memory(config: str, kind: str, threads: int) -> dict:
