@@ -15,3 +15,5 @@ from .cluster import *
 from .guidance import *
 from .text import *
 from .shortcuts import *
+from .attention import *
+from .concepts import *
