@@ -4,8 +4,288 @@
 
 # %% ../nbs/17_attention.ipynb #f7312da1
 from __future__ import annotations
+import math
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import nn, Tensor
+from .hook import Hooks
+from .layers import find_layer, is_token_batch, layer_name, main_input, model_inputs, run_model, unwrap_model
+from .targets import check_cls, model_logits, resolve_targets
+from .engine import CAMMethod, CAMResult, check_batch, eval_mode
+from .methods import register_method
 
 # %% auto #0
-__all__ = []
+__all__ = ['attention_modules', 'attention_rollout', 'AttentionRollout', 'LeGrad']
+
+# %% ../nbs/17_attention.ipynb #a7e10002
+def _is_timm_attention(m: nn.Module) -> bool:
+    return hasattr(m, 'fused_attn') and hasattr(m, 'qkv') and isinstance(getattr(m, 'attn_drop', None), nn.Dropout)
+
+def _is_hf_attention(m: nn.Module) -> bool:
+    return type(m).__name__.endswith('SelfAttention') and hasattr(getattr(m, 'config', None), '_attn_implementation')
+
+def attention_modules(model: nn.Module # a transformer: a timm or torchvision ViT, a Hugging Face encoder
+                     ) -> list:
+    "The self-attention modules of `model` whose attention fastcam reads, in the order `model.modules()` lists them."
+    return [m for m in unwrap_model(model).modules()
+            if _is_timm_attention(m) or isinstance(m, nn.MultiheadAttention) or _is_hf_attention(m)]
+
+_READABLE = ("timm's Attention (timm ViTs), nn.MultiheadAttention (torchvision ViTs) or a Hugging Face "
+             "*SelfAttention (BERT)")
+
+def _refuse_no_attention(model: nn.Module, method: str):
+    if not attention_modules(model):
+        raise ValueError(f"{method} reads the attention of a transformer, but this {type(model).__name__} has no "
+                         f"self-attention module fastcam can read ({_READABLE}): for a CNN use Grad-CAM "
+                         f"(method='gradcam'), or CAM (method='cam') for a CAM-ready head")
+
+# %% ../nbs/17_attention.ipynb #a7e10003
+class _Attentions:
+    "Hooks that keep every attention `[bs, heads, N, N]` (after softmax) of one forward, in the order they run."
+    def __init__(self, model: nn.Module,
+                 grad: bool = False): # start the autograd graph at the first attention, and keep it to the output
+        self.model, self.grad = model, grad
+        self.modules = attention_modules(model)
+        self.maps, self.asked = [], {}
+
+    def __enter__(self):
+        timm = [m for m in self.modules if _is_timm_attention(m)]
+        self.fused = [(m, m.fused_attn) for m in timm]
+        for m in timm: m.fused_attn = False  # timm's fused kernel never forms the attention; its plain path does
+        configs = {id(m.config): m.config for m in self.modules if _is_hf_attention(m)}.values()
+        self.configs = [(c, c._attn_implementation) for c in configs]
+        for c, _ in self.configs: c._attn_implementation = 'eager'  # SDPA does not return the attention weights
+        self.handles = [m.attn_drop.register_forward_hook(self.keep) for m in timm]
+        for m in self.modules:
+            if isinstance(m, nn.MultiheadAttention):
+                self.handles.append(m.register_forward_pre_hook(self.ask_mha, with_kwargs=True))
+                self.handles.append(m.register_forward_hook(self.keep_mha, with_kwargs=True))
+            elif _is_hf_attention(m): self.handles.append(m.register_forward_hook(self.keep_hf))
+        return self
+
+    def __exit__(self, *args):
+        for h in self.handles: h.remove()
+        for m, fused in self.fused: m.fused_attn = fused
+        for c, implementation in self.configs: c._attn_implementation = implementation
+
+    def _kept(self, attention: Tensor) -> Tensor:
+        "Keep `attention`; with `grad`, the first one becomes the leaf of the graph (grad on until the forward ends)."
+        if self.grad and not self.maps:
+            torch.set_grad_enabled(True)  # the model's forward runs under no_grad(), which restores the mode on exit
+            if not attention.requires_grad: attention = attention.detach().requires_grad_()
+        self.maps.append(attention)
+        return attention
+
+    def keep(self, module, inputs, output): return self._kept(output)  # timm: `attn @ v` reads attn_drop's output
+
+    def keep_hf(self, module, inputs, output):
+        if self.grad:
+            raise ValueError("gradients with respect to a Hugging Face attention are not read: use attention rollout")
+        self.maps.append(output[1])
+
+    def ask_mha(self, module, args, kwargs):
+        "Ask `nn.MultiheadAttention` for its weights per head; remember what the caller asked for."
+        self.asked[module] = (kwargs.get('need_weights', True), kwargs.get('average_attn_weights', True))
+        return args, {**kwargs, 'need_weights': True, 'average_attn_weights': False}
+
+    def keep_mha(self, module, args, kwargs, output):
+        "Keep the weights; with `grad`, recompute the output from them, so that it depends on them."
+        attention, out = self._kept(output[1]), output[0]  # [bs, heads, N, N]
+        if self.grad:
+            value = args[2] if len(args) > 2 else kwargs['value']  # [bs, N, dim]: batch-first, as LeGrad checks
+            dim, b = module.embed_dim, module.in_proj_bias
+            v = F.linear(value, module.in_proj_weight[2 * dim:], None if b is None else b[2 * dim:])
+            v = v.unflatten(-1, (module.num_heads, -1)).transpose(1, 2)  # [bs, heads, N, d]
+            out = module.out_proj((attention @ v).transpose(1, 2).flatten(2))  # [bs, N, dim]
+        need, average = self.asked.pop(module)
+        return out, ((attention.mean(1) if average else attention) if need else None)
+
+# %% ../nbs/17_attention.ipynb #a7e10007
+_FUSIONS = {'mean': lambda A: A.mean(1), 'max': lambda A: A.amax(1), 'min': lambda A: A.amin(1)}
+
+def _check_fusion(head_fusion: str):
+    if head_fusion not in _FUSIONS:
+        raise ValueError(f"head_fusion={head_fusion!r} is not one of {list(_FUSIONS)}: pass 'mean' (the paper's), "
+                         f"'max' or 'min'")
+
+def attention_rollout(attentions: list, # the attention [bs, heads, N, N] of each block, in the order they run
+                      head_fusion: str = 'mean' # how heads become one matrix: 'mean' (the paper's), 'max' or 'min'
+                     ) -> Tensor:
+    "Abnar & Zuidema's rollout `[bs, N, N]`: heads fused, identity added, rows renormalized, multiplied through the blocks."
+    _check_fusion(head_fusion)
+    rollout = None
+    for A in attentions:
+        A = _FUSIONS[head_fusion](A.float())  # [bs, N, N]
+        A = A + torch.eye(A.shape[-1], device=A.device, dtype=A.dtype)  # the residual connection
+        A = A / A.sum(-1, keepdim=True)
+        rollout = A if rollout is None else A @ rollout  # [bs, N, N]
+    return rollout
+
+# %% ../nbs/17_attention.ipynb #a7e1000b
+def _vit_of(model: nn.Module) -> nn.Module | None:
+    "The timm or torchvision vision transformer in `model`, if any."
+    return next((m for m in model.modules() if hasattr(m, 'patch_embed') and hasattr(m, 'num_prefix_tokens')
+                 or type(m).__name__ == 'VisionTransformer' and hasattr(m, 'class_token')), None)
+
+def _layout(model: nn.Module, x) -> tuple:
+    "`(rows, prefix)`: the tokens whose outputs the classifier reads (a slice), and the number of tokens before the patches."
+    if is_token_batch(main_input(x)): return slice(0, 1), 0  # a text: [CLS]
+    vit = _vit_of(model)
+    if vit is None:
+        raise ValueError(f"this {type(model).__name__} takes images but is not a timm or torchvision vision "
+                         f"transformer, so which tokens are patches cannot be told: use a gradient method at a layer "
+                         f"(e.g. method='gradcam', layer=..., reshape=vit_reshape(h, w, skip_tokens))")
+    if not hasattr(vit, 'num_prefix_tokens'): return slice(0, 1), 1  # torchvision: the class token, then the patches
+    pool, prefix = getattr(vit, 'global_pool', 'token'), vit.num_prefix_tokens
+    if pool == 'token' and getattr(vit, 'cls_token', None) is not None: return slice(0, 1), prefix
+    if pool == 'avg': return slice(prefix, None), prefix
+    raise ValueError(f"this ViT pools its tokens with global_pool={pool!r}: rollout reads the class token's row "
+                     f"('token') or the mean of the patches' rows ('avg'); for this model use Grad-CAM at a block")
+
+def _patch_grid(values: Tensor, # [bs, k, n] a value per patch token
+                x) -> Tensor:
+    "`values` on the patch grid `[bs, k, h, w]` of the images of `x` (h / w as the images' H / W)."
+    n, (H, W) = values.shape[-1], main_input(x).shape[-2:]
+    h = round(math.sqrt(n * H / W))
+    if h == 0 or h * (n // h) != n:
+        raise ValueError(f"{n} patch tokens do not make a grid for images of {H}x{W}: pass images whose sides are "
+                         f"multiples of the patch size")
+    return values.unflatten(-1, (h, n // h))
+
+# %% ../nbs/17_attention.ipynb #a7e1000d
+def _plain(x):
+    "Each input of `x` as a plain tensor (fastai's tensor types slow every op)."
+    inputs = tuple(t.as_subclass(Tensor) for t in model_inputs(x))
+    return inputs if isinstance(x, (tuple, list)) else inputs[0]
+
+class _AttentionMethod(CAMMethod):
+    "A map read from the attention of every block of a transformer, in one forward: no target layer."
+    needs_grad = False
+    differentiable_maps = False
+    def __init__(self, model: nn.Module):
+        self.model, self.reshape, self.relu, self.fuse, self.multi = unwrap_model(model), None, False, False, False
+        _refuse_no_attention(self.model, type(self).__name__)
+        self.layers = [None]
+
+    def _blocks(self) -> list: return []  # the blocks whose outputs `token_values` reads
+
+    def token_values(self, attentions: list, outputs: list, logits: Tensor, targets: Tensor, rows: slice) -> Tensor:
+        "A value per token `[bs, k, N]` from the blocks' attentions `[bs, heads, N, N]` and outputs `[bs, N, C]`."
+        raise NotImplementedError
+
+    def compute(self, x, cls=None, topk: int | None = None, differentiable: bool = False, target=None) -> CAMResult:
+        "Maps `[bs, k, h, w]` (texts: `[bs, k, T]`), logits and targets for batch `x`, from one forward."
+        name = type(self).__name__
+        check_batch(x, self.model)
+        if target is not None:
+            raise ValueError(f"{name} explains the classes of the model's logits (cls= or topk=), not a target's "
+                             f"scores: use a gradient method (e.g. GradCAM) with target=")
+        check_cls(cls, topk, len(main_input(x)))
+        if differentiable:
+            raise ValueError(f"{name}'s maps cannot be differentiable: use CAM or a gradient method (e.g. GradCAM) "
+                             f"for a training loss")
+        if self.needs_grad and torch.is_inference_mode_enabled():
+            raise RuntimeError(f"{name} needs gradients, which torch.inference_mode() forbids: use torch.no_grad() "
+                               f"instead (maps work under it)")
+        rows, prefix = _layout(self.model, x)
+        outputs = []  # each block's output [bs, N, C]
+        with eval_mode(self.model), _Attentions(self.model, self.needs_grad) as attention, torch.no_grad(), \
+             Hooks(self._blocks(), fn=lambda m, i, o: outputs.append(o)):
+            output = run_model(self.model, _plain(x))
+        logits = model_logits(output)
+        targets = resolve_targets(logits.detach(), cls, topk)
+        values = self.token_values(attention.maps, outputs, logits, targets, rows).detach().float()  # [bs, k, N]
+        if is_token_batch(main_input(x)):
+            return CAMResult(torch.cat([values[..., :1] * 0, values[..., 1:]], -1), logits.detach(), targets)
+        return CAMResult(_patch_grid(values[..., prefix:], x), logits.detach(), targets)
+
+    def __repr__(self): return f"{type(self).__name__}()"
+
+# %% ../nbs/17_attention.ipynb #a7e1000f
+class AttentionRollout(_AttentionMethod):
+    "Attention rollout (Abnar & Zuidema, 2020, https://arxiv.org/abs/2005.00928): the same map for every class."
+    def __init__(self, model: nn.Module, # a transformer (see `attention_modules`)
+                 layer=None, # must be None: rollout reads every block
+                 head_fusion: str = 'mean'): # 'mean' over heads (the paper's), 'max' or 'min'
+        super().__init__(model)
+        if layer is not None:
+            raise ValueError(f"attention rollout reads the attention of every block, so it takes no layer (got "
+                             f"layer={layer!r}): leave layer=None, or use a layer method (e.g. method='gradcam')")
+        _check_fusion(head_fusion)
+        self.head_fusion = head_fusion
+
+    def token_values(self, attentions, outputs, logits, targets, rows) -> Tensor:
+        R = attention_rollout(attentions, self.head_fusion)  # [bs, N, N]
+        values = R[:, rows].mean(1)  # [bs, N]: the class token's row, or the mean of the rows the classifier pools
+        return values[:, None].expand(*targets.shape, values.shape[-1])  # [bs, k, N]: the same for every class
+
+    def __repr__(self): return f"AttentionRollout(head_fusion={self.head_fusion!r})"
+
+register_method(AttentionRollout, 'rollout', 'attentionrollout')
+
+# %% ../nbs/17_attention.ipynb #a7e10013
+def _vit_blocks(vit: nn.Module) -> list:
+    "The blocks of a timm or torchvision ViT, in order."
+    return list(vit.blocks) if hasattr(vit, 'blocks') else list(vit.encoder.layers)
+
+def _block_scores(vit: nn.Module,
+                  tokens: Tensor # [bs, N, C] a block's output
+                 ) -> Tensor:
+    "The logits `[bs, n]` the ViT's own norm and head give for the mean of a block's tokens (LeGrad's layer score)."
+    if hasattr(vit, 'blocks'): return vit.head(vit.head_drop(vit.fc_norm(vit.norm(tokens.mean(1)))))  # timm
+    return vit.heads(vit.encoder.ln(tokens.mean(1)))  # torchvision
+
+def _attention_gradients(scores: Tensor, # [bs, k] scores in the graph of `attention`
+                         attention: Tensor # [bs, heads, N, N]
+                        ) -> Tensor:
+    "The gradient of each of the k scores with respect to `attention`, `[bs, k, heads, N, N]`; the graph is kept."
+    bs, k = scores.shape
+    one_hot = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None].expand(k, bs, k)  # [k, bs, k]
+    try: G = torch.autograd.grad(scores, attention, grad_outputs=one_hot, is_grads_batched=True, retain_graph=True)[0]
+    except (RuntimeError, NotImplementedError):  # vmap may refuse another library's hook: one class at a time
+        G = torch.stack([torch.autograd.grad(scores[:, j].sum(), attention, retain_graph=True)[0] for j in range(k)])
+    return G.transpose(0, 1)  # [bs, k, heads, N, N]
+
+# %% ../nbs/17_attention.ipynb #a7e10014
+class LeGrad(_AttentionMethod):
+    "LeGrad (Bousselham et al., 2024, https://arxiv.org/abs/2404.03214): positive attention gradients of each block's own score."
+    needs_grad = True
+    def __init__(self, model: nn.Module, # a timm or torchvision vision transformer
+                 layer=None): # the blocks to read: a block, a name or a list of them; None: every block
+        super().__init__(model)
+        vit = _vit_of(self.model)
+        if vit is None or vit is not self.model or hasattr(vit, 'head_dist'):
+            raise ValueError(f"LeGrad reads each block's score through a ViT's own norm and head, so it explains a "
+                             f"timm or torchvision vision transformer with one head itself, not this "
+                             f"{type(self.model).__name__}: pass the ViT as the model, or use attention rollout "
+                             f"(method='rollout') or Grad-CAM")
+        self.vit, blocks = vit, _vit_blocks(vit)
+        names = [layer_name(vit, b) for b in blocks]
+        chosen = blocks if layer is None else [find_layer(vit, l) for l in
+                                               (layer if isinstance(layer, (list, tuple)) else [layer])]
+        for b in chosen:
+            if b not in blocks:
+                raise ValueError(f"layer {layer_name(vit, b)!r} is not a block of this ViT: LeGrad reads whole "
+                                 f"blocks; pass some of {names[0]!r} ... {names[-1]!r}, or None for every block")
+        self.chosen = [blocks.index(b) for b in chosen]
+        for m in attention_modules(vit):
+            if isinstance(m, nn.MultiheadAttention) and (not m.batch_first or m.in_proj_weight is None):
+                raise ValueError(f"LeGrad reads batch-first nn.MultiheadAttention with one input projection, as in "
+                                 f"torchvision's ViT; {layer_name(vit, m)!r} is not: use attention rollout")
+
+    def _blocks(self) -> list: return _vit_blocks(self.vit)
+
+    def token_values(self, attentions, outputs, logits, targets, rows) -> Tensor:
+        maps = 0
+        with torch.enable_grad():
+            for i in self.chosen:
+                scores = _block_scores(self.vit, outputs[i]).gather(1, targets)  # [bs, k]
+                G = _attention_gradients(scores, attentions[i]).relu()  # [bs, k, heads, N, N]
+                maps = maps + G.mean((2, 3))  # [bs, k, N]: the mean over heads and queries
+        return maps / len(self.chosen)
+
+    def __repr__(self):
+        names = [layer_name(self.vit, b) for b in _vit_blocks(self.vit)]
+        return f"LeGrad(layer={[names[i] for i in self.chosen] if len(self.chosen) < len(names) else None})"
+
+register_method(LeGrad, 'legrad')
