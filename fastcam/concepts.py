@@ -4,8 +4,165 @@
 
 # %% ../nbs/18_concepts.ipynb #4bdb5bcf
 from __future__ import annotations
+import numpy as np
 import torch
-from torch import Tensor
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
+from sklearn.decomposition import NMF
+from torch import Tensor, nn
+from fastai.learner import Learner
+from .hook import Hook
+from .layers import batch_items, default_layer, find_layer, layer_name, layer_reshape, main_input
+from .layers import modules_after, run_model, unwrap_model
+from .targets import check_int
+from .engine import check_batch, eval_mode, normalize_maps
+from .methods import CAM, NotCAMReadyError, fold_head
+from .show import upsample_maps
+from .learner import class_names  # fastcam.learner also gives Learner the cam_batch and decode_batch_images used here
 
 # %% auto #0
-__all__ = []
+__all__ = ['nmf', 'Concepts', 'factorize_features']
+
+# %% ../nbs/18_concepts.ipynb #122a4334
+def nmf(V: Tensor, # a non-negative matrix [C, m]: the layer's channels x every position of every item
+        n_concepts: int, # the number of factors k
+        seed: int = 0, # `random_state` of scikit-learn's random start
+        max_iter: int = 200 # iterations of the coordinate-descent solver at most
+       ) -> tuple:
+    "`(W [C, k], H [k, m], error)`: scikit-learn's NMF of `V` (random start, coordinate descent); `error` is ||V - WH||."
+    solver = NMF(n_components=n_concepts, init='random', random_state=seed, max_iter=max_iter)
+    W = solver.fit_transform(V.detach().cpu().numpy())
+    as_tensor = lambda a: torch.as_tensor(a, device=V.device).float()
+    return as_tensor(W), as_tensor(solver.components_), float(solver.reconstruction_err_)
+
+# %% ../nbs/18_concepts.ipynb #2548ce7b
+def _activations(model: nn.Module, x, layer) -> tuple:
+    "`(A [bs, C, *spatial], layer)`: the layer's output for batch `x`, from one forward in eval mode."
+    target = find_layer(model, layer) or default_layer(model, x)[0]
+    reshape = layer_reshape(model, target, x)
+    with eval_mode(model), Hook(target) as hook, torch.no_grad(): run_model(model, x)
+    A = hook.stored[0] if isinstance(hook.stored, (tuple, list)) else hook.stored  # a module returning a tuple: its first
+    return (A if reshape is None else reshape(A)).float(), target
+
+def _check_non_negative(A: Tensor, model: nn.Module, layer: nn.Module):
+    "Refuse activations below zero: NMF factorizes non-negative matrices only."
+    low = A.min().item()
+    if low >= 0: return
+    relus = [n for n, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.ReLU6)) or 'relu' in n.split('.')[-1]]
+    where = f" such as {relus[-1]!r}" if relus else ""
+    raise ValueError(f"layer {layer_name(model, layer)!r} gives negative activations (down to {low:.3g}), and Deep "
+                     f"Feature Factorization needs non-negative ones (NMF): pass layer= a module whose output follows "
+                     f"a ReLU{where}, or leave layer=None for the default layer of a CNN")
+
+def _folded_head(model: nn.Module, layer: nn.Module, x) -> tuple:
+    "`((W [n, C], b [n]), None)` when the head after `layer` folds into an affine map, as CAM checks; else `(None, why)`."
+    try:
+        tail = modules_after(model, layer)
+        if tail is not None: W, b = fold_head(tail)
+        else:
+            cam = CAM(model, layer)
+            cam.compute(batch_items(x, slice(0, 1)))  # a plain model's head is found, and checked exact, on one item
+            W, b = cam.head()
+        return (W.detach(), b.detach()), None
+    except NotCAMReadyError as e: return None, str(e)
+
+# %% ../nbs/18_concepts.ipynb #88214fa0
+def _colors(k: int) -> np.ndarray:
+    "`k` distinct RGB colours [k, 3]: matplotlib's tab10 up to 10, else evenly spaced on gist_rainbow."
+    return (plt.get_cmap('tab10')(np.arange(k)) if k <= 10 else plt.get_cmap('gist_rainbow')(np.arange(k) / k))[:, :3]
+
+def _as_pictures(x) -> Tensor:
+    "Images [bs, 3, H, W] in [0, 1] to draw: grey ones repeated; each min-max scaled unless all of `x` is in [0, 1]."
+    x = main_input(x).detach().cpu().as_subclass(Tensor).float()
+    if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
+    if x.min() >= 0 and x.max() <= 1: return x
+    lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(1e-8)
+
+class Concepts:
+    "What `factorize_features` found: each item's map of each concept, the concepts' vectors and their class scores."
+    def __init__(self,
+                 maps: Tensor, # [bs, k, *spatial]: how much of each concept each position holds (rows of H)
+                 vectors: Tensor, # [k, C]: each concept as a vector of the layer's channels (columns of W)
+                 scores: Tensor | None, # [k, n]: the folded head applied to each concept's vector; None without one
+                 error: float, # the relative reconstruction error ||V - WH|| / ||V||
+                 layer: nn.Module, # the layer factorized
+                 names: list, # the class names
+                 pictures: Tensor, # the items as drawn [bs, 3, H, W] in [0, 1]
+                 no_scores: str | None = None): # why there are no scores
+        self.maps, self.vectors, self.scores, self.error = maps, vectors, scores, error
+        self.layer, self.names, self.pictures, self.no_scores = layer, names, pictures, no_scores
+
+    def __len__(self): return self.vectors.shape[0]
+
+    def top_classes(self, n: int = 2) -> list:
+        "Per concept, its `n` most likely classes as `(name, probability)` (the softmax of its scores)."
+        if self.scores is None: raise ValueError(f"these concepts have no class scores: {self.no_scores}")
+        probs, idxs = self.scores.softmax(-1).topk(min(n, self.scores.shape[-1]), dim=-1)
+        return [[(self.names[i], p) for i, p in zip(row.tolist(), prob.tolist())] for row, prob in zip(idxs, probs)]
+
+    def labels(self, n: int = 2) -> list:
+        "A label per concept: its number and, with scores, its `n` most likely classes."
+        if self.scores is None: return [f"concept {i}" for i in range(len(self))]
+        return [f"concept {i}: " + ', '.join(f"{name} {p:.2f}" for name, p in top)
+                for i, top in enumerate(self.top_classes(n))]
+
+    def __repr__(self):
+        return (f"Concepts({len(self)} concepts of {len(self.maps)} items at {type(self.layer).__name__}, "
+                f"reconstruction error {self.error:.1%}: " + '; '.join(self.labels()) + ")")
+
+    def show(self,
+             items=4, # how many items to draw (the first ones), or a list of their positions
+             top: int = 2, # classes named per concept in the legend
+             alpha: float = 0.6, # opacity of the concepts' colours
+             ncols: int = 4 # items per row
+            ):
+        "Each item with each pixel coloured by its strongest concept, brighter where it is stronger; a legend."
+        idxs = list(range(min(items, len(self.maps)))) if isinstance(items, int) else list(items)
+        colors = torch.tensor(_colors(len(self))).float()  # [k, 3]
+        maps = normalize_maps(upsample_maps(self.maps[idxs].float().cpu(), tuple(self.pictures.shape[-2:])))
+        strength, which = maps.max(1)  # [m, H, W]: how strong the strongest concept is at each pixel (0-1), and which
+        overlay = colors[which].permute(0, 3, 1, 2) * strength[:, None]  # [m, 3, H, W]
+        shown = (1 - alpha) * self.pictures[idxs] + alpha * overlay
+        rows, cols = (len(idxs) + ncols - 1) // ncols, min(ncols, len(idxs))
+        fig, axs = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows), squeeze=False)
+        for ax in axs.flat: ax.axis('off')
+        for ax, i, img in zip(axs.flat, idxs, shown):
+            ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_title(f"item {i}", fontsize=9)
+        fig.tight_layout()
+        handles = [Patch(color=colors[i].tolist(), label=label) for i, label in enumerate(self.labels(top))]
+        fig.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, 0), fontsize=8, frameon=False)
+        return fig
+
+# %% ../nbs/18_concepts.ipynb #515acb18
+def factorize_features(learn_or_model, # a Learner, or a model
+                       x, # a batch [bs, c, H, W] as the model takes it; with a Learner also items (see `cam_batch`)
+                       n_concepts: int = 5, # the number of concepts k
+                       layer=None, # the layer (see `find_layer`); None: `default_layer`'s
+                       seed: int = 0, # seed of NMF's random start
+                       max_iter: int = 200 # NMF's iterations at most
+                      ) -> Concepts:
+    "Deep Feature Factorization (Collins et al. 2018): `n_concepts` concepts of `layer` over every position of `x`."
+    learn = learn_or_model if isinstance(learn_or_model, Learner) else None
+    model = learn.model if learn is not None else learn_or_model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"factorize_features needs a Learner or a model (nn.Module), got {type(model).__name__}")
+    model = unwrap_model(model)
+    check_int(n_concepts, 'n_concepts', 1, "pass the number of concepts, e.g. 5")
+    check_int(max_iter, 'max_iter', 1, "pass e.g. 200")
+    if learn is not None and not isinstance(x, (Tensor, tuple)): x = learn.cam_batch(x)
+    check_batch(x, model)
+    A, target = _activations(model, x, layer)  # [bs, C, *spatial]
+    _check_non_negative(A, model, target)
+    bs, C, spatial = A.shape[0], A.shape[1], A.shape[2:]
+    V = A.transpose(0, 1).reshape(C, -1)  # [C, bs*positions]: a column per position of every item
+    W, H, error = nmf(V, n_concepts, seed, max_iter)
+    maps = H.view(n_concepts, bs, *spatial).transpose(0, 1)  # [bs, k, *spatial]
+    vectors = W.T.contiguous()  # [k, C]
+    head, why = _folded_head(model, target, x)
+    scores = None if head is None else vectors @ head[0].to(vectors).T + head[1].to(vectors)  # [k, n]
+    names = [] if head is None else list(range(len(head[1])))
+    if learn is not None and head is not None: names = class_names(learn, len(head[1]))
+    pictures = learn.decode_batch_images(x) if learn is not None else x
+    return Concepts(maps, vectors, scores, error / V.norm().item(), target, names, _as_pictures(pictures), why)
