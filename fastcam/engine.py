@@ -12,15 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .hook import Hooks
-from .layers import (default_layer, find_layer, inside_attention, input_extent, is_token_batch, layer_name,
-                            layer_reshape, main_input, model_inputs, run_model, text_encoder, unwrap_model)
+from .layers import (batch_items, default_layer, find_layer, inside_attention, input_extent, is_token_batch,
+                            layer_name, layer_reshape, main_input, model_inputs, run_model, seen_from, text_encoder,
+                            unwrap_model)
 from .targets import RegionTarget, check_cls, model_logits, resolve_targets
 
 
 
 # %% auto #0
 __all__ = ['model_device', 'input_rank', 'reads_tokens', 'check_batch', 'probabilities', 'eval_mode', 'as_float',
-           'normalize_maps', 'has_hooks', 'class_gradients', 'CAMResult', 'resize_maps', 'fuse_maps', 'CAMMethod']
+           'normalize_maps', 'has_hooks', 'class_gradients', 'attention_mask', 'real_tokens', 'CAMResult',
+           'resize_maps', 'fuse_maps', 'first_component', 'CAMMethod']
 
 # %% ../nbs/03_engine.ipynb #a1041a4d
 def model_device(model: nn.Module) -> torch.device | None:
@@ -233,6 +235,55 @@ class _Capture:
 
 
 
+# %% ../nbs/03_engine.ipynb #0699c6b4
+def attention_mask(x) -> Tensor | None:
+    "The attention mask `[bs, T]` of a batch `(input_ids, attention_mask, ...)` of token ids (Hugging Face's order), else None."
+    inputs = model_inputs(x)
+    if len(inputs) < 2 or not is_token_batch(inputs[0]) or not is_token_batch(inputs[1]): return None
+    mask = inputs[1].as_subclass(Tensor)
+    return mask if mask.shape == inputs[0].shape and ((mask == 0) | (mask == 1)).all() else None
+
+def real_tokens(model: nn.Module, # the text model that reads `x`
+                x # token ids [bs, T], or a tuple (input_ids, attention_mask, ...)
+               ) -> Tensor | None:
+    "Which tokens of `x` are not padding, `[bs, T]` bool: fastai's `pad_idx`, or the attention mask; None if it cannot tell."
+    ids = main_input(x)
+    if not is_token_batch(ids): return None
+    encoder, mask = text_encoder(model), attention_mask(x)
+    if encoder is not None: return ids.as_subclass(Tensor) != encoder.pad_idx
+    return None if mask is None else mask != 0
+
+def _real_positions(model: nn.Module, x, T: int) -> Tensor | None:
+    "The real tokens `[bs, T]` among a layer's `T` outputs for batch `x`; None where all are real or it cannot tell."
+    real = real_tokens(model, x)
+    if real is None: return None
+    encoder = text_encoder(model)
+    seen = real.shape[1] - (0 if encoder is None else seen_from(encoder, real.shape[1]))  # the encoder's last tokens
+    if T not in (real.shape[1], seen): return None  # a layer that is not per token
+    real = real[:, real.shape[1] - T:]
+    return None if real.all() else real
+
+def _maps_of_real_tokens(layer_map, A: Tensor, G: Tensor | None, targets: Tensor, logits: Tensor | None, x,
+                         real: Tensor) -> Tensor:
+    "`layer_map` on each item's real positions (`real` `[bs, T]`) only, items with as many run together; 0 on padding."
+    bs, C, T = A.shape
+    counts = real.sum(1)  # [bs]
+    order = (~real).to(torch.uint8).argsort(dim=1, stable=True)  # [bs, T]: each row's real positions first, in order
+    out = None
+    for n in counts.unique().tolist():
+        rows = (counts == n).nonzero()[:, 0]  # [r]
+        if n == 0: continue  # nothing real to map: zeros
+        at = order[rows, :n]  # [r, n]
+        A_n = A[rows].gather(2, at[:, None].expand(-1, C, -1))  # [r, C, n]
+        G_n = None if G is None else G[rows].gather(3, at[:, None, None].expand(-1, G.shape[1], C, -1))  # [r, k, C, n]
+        maps = layer_map(A_n, G_n, targets[rows], None if logits is None else logits[rows], batch_items(x, rows))
+        if out is None: out = maps.new_zeros(bs, maps.shape[1], T)
+        out = out.index_copy(0, rows, maps.new_zeros(len(rows), maps.shape[1], T).scatter(
+            2, at[:, None].expand(-1, maps.shape[1], -1), maps))  # [bs, k, T]
+    return out if out is not None else A.new_zeros(bs, targets.shape[1], T)
+
+
+
 # %% ../nbs/03_engine.ipynb #648935d5
 @dataclass
 class CAMResult:
@@ -278,6 +329,41 @@ def fuse_maps(maps: list, # maps [bs, k, *spatial_i] of the same items and class
         fused = m if fused is None else torch.maximum(fused, m)
     return fused
 
+# %% ../nbs/03_engine.ipynb #9c3ff657
+def first_component(points: Tensor # [..., n, C] centred points
+                   ) -> Tensor:
+    "The projections `[..., n]` of `points` on their first principal component, whose entries sum to a positive number."
+    U, S, Vh = torch.linalg.svd(points, full_matrices=False)
+    sign = torch.where(Vh[..., 0, :].sum(-1) < 0, -1.0, 1.0).to(points)  # [...]
+    return U[..., 0] * S[..., :1] * sign[..., None]
+
+def _eigen_smooth(channel_maps: Tensor) -> Tensor:
+    "The first principal component `[bs, k, *spatial]` of `channel_maps` `[bs, k, C, *spatial]` over the positions."
+    points = channel_maps.flatten(3).transpose(2, 3).double()  # [bs, k, positions, C]; float64 for a stable SVD
+    projection = first_component(points - points.mean(2, keepdim=True))  # [bs, k, positions]
+    return projection.to(channel_maps.dtype).view(*channel_maps.shape[:2], *channel_maps.shape[3:])
+
+_AUGMENTATIONS = ((False, 1.0), (False, 0.9), (False, 1.1), (True, 0.9), (True, 1.0), (True, 1.1))  # (flip, factor)
+
+def _augment(x: Tensor) -> Tensor:
+    "The six augmentations of batch `x` `[bs, c, *spatial]`, one after the other: `[6 * bs, c, *spatial]`, `x` first."
+    return torch.cat([(x.flip(-1) if flip else x) * factor for flip, factor in _AUGMENTATIONS])
+
+def _deaugment(maps: Tensor, # [6 * bs, k, *spatial] the maps of `_augment(x)`
+               size: tuple # the input's spatial size, over which each map is scaled
+              ) -> Tensor:
+    "The maps of the six augmentations flipped back, scaled to [0, 1] at the input's size, averaged: `[bs, k, *spatial]`."
+    n = len(_AUGMENTATIONS)
+    maps = maps.unflatten(0, (n, -1))  # [6, bs, k, *spatial]
+    flipped = torch.tensor([flip for flip, _ in _AUGMENTATIONS], device=maps.device).view(n, *[1] * (maps.ndim - 1))
+    maps = torch.where(flipped, maps.flip(-1), maps)
+    dims = tuple(range(-len(size), 0))
+    up = resize_maps(maps, size)  # the extremes pytorch-grad-cam scales by, after upsampling
+    lo, hi = up.amin(dims, keepdim=True).to(maps), up.amax(dims, keepdim=True).to(maps)  # [6, bs, k, 1, ...]
+    scaled = (maps - lo) / (hi - lo).clamp_min(1e-12)
+    return lo[0] + (hi[0] - lo[0]) * scaled.mean(0)  # in the units of the unaugmented map
+
+
 # %% ../nbs/03_engine.ipynb #fbbe98c6
 def _logits_if_any(output) -> Tensor | None:
     "The logits inside `output` when `model_logits` can tell, else None (a target reads the output itself)."
@@ -310,6 +396,7 @@ class CAMMethod:
     needs_grad = True # whether the method uses the gradients of the scores
     differentiable_maps = True # whether `compute(..., differentiable=True)` can keep the maps in the graph
     needs_class_targets = False # whether the method explains class logits by their index (CAM's weights, masked scores)
+    second_order = False # whether the maps take derivatives of the gradients (kept in a graph that starts at the layer)
     def __init__(self,
                  model: nn.Module, # the model to explain (compiled, DataParallel and DDP models are unwrapped)
                  layer=None, # a module, a dotted name, an int indexing a fastai body, a list of them; None: `default_layer`'s
@@ -340,6 +427,11 @@ class CAMMethod:
         "Maps `[bs, k, *spatial]` before ReLU; by default the channel-weighted sum of `A`."
         return torch.einsum('bkc,bc...->bk...', self.weights(A, G), A)  # any number of spatial axes
 
+    def channel_maps(self, A: Tensor, G: Tensor | None, targets: Tensor, logits: Tensor, x: Tensor) -> Tensor:
+        "The map of each channel `[bs, k, C, *spatial]`, whose sum over `C` is `layer_map`'s (eigen smoothing projects them)."
+        w = self.weights(A, G)  # [bs, k, C]
+        return w.view(*w.shape, *[1] * (A.ndim - 2)) * A[:, None]
+
     def _prepare(self, x) -> list:
         "Resolve a default layer from the batch, once; the reshape of each layer for this batch."
         if self.layers[0] is None: self.layers = [default_layer(self.model, x)[0]]  # found by running x
@@ -350,13 +442,16 @@ class CAMMethod:
                 cls=None, # the classes to explain: None (predicted), int, [bs] or [bs, k]
                 topk: int | None = None, # explain the k highest-scoring classes instead
                 differentiable: bool = False, # keep the maps in the autograd graph of the parameters (training losses)
-                target=None # instead of `cls`/`topk`: a callable turning the model's raw output into scores [bs, k]
+                target=None, # instead of `cls`/`topk`: a callable turning the model's raw output into scores [bs, k]
+                aug_smooth: bool = False, # average the maps of the flipped and scaled batch (test-time augmentation)
+                eigen_smooth: bool = False # each map the first principal component of its channel maps
                ) -> CAMResult:
         "Maps, logits and targets for batch `x`, from one forward."
         check_batch(x, self.model)
         bs, spatial_dims = len(main_input(x)), len(input_extent(x))
         if target is None: check_cls(cls, topk, bs)
         else: self._check_target(target, cls, topk, x)
+        self._check_smoothing(x, target, aug_smooth, eigen_smooth)
         x = _input_for(self.model, x)
         if differentiable and not self.differentiable_maps:
             raise ValueError(f"{type(self).__name__}'s weights come from extra forwards without gradients, so its maps "
@@ -364,33 +459,69 @@ class CAMMethod:
         if (self.needs_grad or differentiable) and torch.is_inference_mode_enabled():
             raise RuntimeError(f"{type(self).__name__} needs gradients, which torch.inference_mode() forbids: "
                                f"use torch.no_grad() instead (maps work under it)")
+        graph = differentiable or self.second_order  # gradients kept in the graph, and maps computed in it
+        run = _augment(x) if aug_smooth else x  # [6 * bs, c, *spatial]: the augmentations in one forward
         with eval_mode(self.model):
             reshapes = self._prepare(x)
             batched = not has_hooks(self.model)  # before ours are added
             grad_mode = torch.enable_grad() if differentiable else torch.no_grad()  # the whole graph, or from the layer
             chunks = is_token_batch(main_input(x)) and text_encoder(self.model) is not None
-            with _Capture(self.model, self.layers, self.needs_grad, reshapes, bs, spatial_dims, chunks) as capture, \
-                 grad_mode:
-                output = run_model(self.model, x)
+            with _Capture(self.model, self.layers, self.needs_grad, reshapes, len(main_input(run)), spatial_dims,
+                          chunks) as capture, grad_mode:
+                output = run_model(self.model, run)
             pieces = [capture.acts[l] for l in self.layers]  # per layer: its output, or one per chunk of tokens
             acts = [a for p in pieces for a in p]
             logits = model_logits(output) if target is None else _logits_if_any(output)
-            if target is None and logits.ndim > 2: target = self._region_target(logits, cls, topk, x)
+            if target is None and logits.ndim > 2: target = self._region_target(logits, cls, topk, x, aug_smooth)
+            if aug_smooth and target is None:  # every augmentation explains the classes of the items as given
+                cls, topk = resolve_targets(logits[:bs].detach(), cls, topk).repeat(len(_AUGMENTATIONS), 1), None
             with torch.set_grad_enabled(self.needs_grad or differentiable):
-                targets, scores = self._scores(output, logits, cls, topk, target, bs)
+                targets, scores = self._scores(output, logits, cls, topk, target, len(main_input(run)))
             grads = [None] * len(acts)
             if self.needs_grad:
-                with torch.enable_grad(): grads = class_gradients(scores, acts, batched, differentiable, chunks)
-            acts, grads = _join_chunks(pieces, acts, grads, bs)
+                with torch.enable_grad(): grads = class_gradients(scores, acts, batched, graph, chunks)
+            acts, grads = _join_chunks(pieces, acts, grads, len(main_input(run)))
+            options = dict(eigen_smooth=True) if eigen_smooth else {}  # only to a method's _layer_maps that takes it
             # maps in float32, whatever precision the model ran in; in the graph only when asked for
-            with torch.autocast(main_input(x).device.type, enabled=False), torch.set_grad_enabled(differentiable):
-                maps = [self._layer_maps(a, g, r, targets, logits, x)
+            with torch.autocast(main_input(x).device.type, enabled=False), torch.set_grad_enabled(graph):
+                maps = [self._layer_maps(a, g, r, targets, logits, run, **options)
                         for a, g, r in zip(acts, grads, reshapes)]
+        if self.second_order and not differentiable: maps = [m.detach() for m in maps]
+        if aug_smooth:
+            maps = [_deaugment(m, input_extent(x)) for m in maps]
+            logits, targets = (None if logits is None else logits[:bs]), targets[:bs]
         logits = None if logits is None else logits.detach()
         if self.fuse: return CAMResult(fuse_maps(maps), logits, targets)
         return CAMResult(maps if self.multi else maps[0], logits, targets)
 
-    def _region_target(self, logits: Tensor, cls, topk, x) -> RegionTarget:
+    def _check_smoothing(self, x, target, aug_smooth: bool, eigen_smooth: bool):
+        "Refuse a smoothing that cannot apply to this method or batch, before any work."
+        name = type(self).__name__
+        if eigen_smooth:
+            own = {m for m in ('weights', 'channel_maps') if getattr(type(self), m) is not getattr(CAMMethod, m)}
+            if not own:
+                raise ValueError(f"{name} makes its map directly (layer_map), not as a sum of channel maps, so "
+                                 f"eigen_smooth has nothing to project: use it with a method that weighs channels (e.g. "
+                                 f"GradCAM, GradCAMPlusPlus, XGradCAM), or define {name}.channel_maps")
+            if 'eigen_smooth' not in inspect.signature(self._layer_maps).parameters:
+                raise ValueError(f"{name} overrides _layer_maps without an eigen_smooth argument, so eigen_smooth "
+                                 f"cannot reach its maps: add **options to {name}._layer_maps and pass them on")
+        if not aug_smooth: return
+        inputs, t = model_inputs(x), main_input(x)
+        if len(inputs) > 1:
+            raise ValueError(f"aug_smooth flips and scales the input, and this batch holds {len(inputs)} inputs: pass "
+                             f"aug_smooth only for a model with one input, or smooth the maps yourself")
+        if is_token_batch(t):
+            raise ValueError("aug_smooth flips and scales the input, and token ids [bs, T] can be neither flipped "
+                             "nor scaled: pass aug_smooth=False for text")
+        if t.ndim == 3:
+            raise ValueError(f"aug_smooth flips the input left-right, and a signal {tuple(t.shape)} [bs, c, L] would "
+                             f"run backwards in time: pass aug_smooth=False for signals (images and volumes take it)")
+        if isinstance(target, RegionTarget):
+            raise ValueError("aug_smooth flips the input, and a RegionTarget's pixels would not flip with it: pass "
+                             "aug_smooth=False for segmentation")
+
+    def _region_target(self, logits: Tensor, cls, topk, x, aug_smooth: bool = False) -> RegionTarget:
         "The target of a segmentation output `[bs, n, H, W]`: the class over its predicted pixels."
         if logits.ndim != 4:
             raise ValueError(f"the model outputs logits of shape {tuple(logits.shape)}, a score per position rather "
@@ -398,6 +529,7 @@ class CAMMethod:
                              f"for another layout pass target=, a callable returning scores [bs, k]")
         target = RegionTarget(cls)
         self._check_target(target, None, topk, x)
+        self._check_smoothing(x, target, aug_smooth, False)
         return target
 
     def _check_target(self, target, cls, topk, x):
@@ -425,7 +557,7 @@ class CAMMethod:
         if classes is None: classes = torch.full(scores.shape, -1, dtype=torch.long, device=scores.device)
         return classes, scores
 
-    def _layer_maps(self, a, g, reshape, targets, logits, x):
+    def _layer_maps(self, a, g, reshape, targets, logits, x, eigen_smooth: bool = False):
         as_maps = as_float if reshape is None else (lambda t: as_float(reshape(t)))
         A = as_maps(a)  # [bs, C, *spatial]
         G = None
@@ -433,17 +565,24 @@ class CAMMethod:
         elif g is not None:
             bs, k = g.shape[:2]
             G = as_maps(g.flatten(0, 1)).unflatten(0, (bs, k))  # [bs, k, C, *spatial]
-        maps = self.layer_map(A, G, targets, None if logits is None else logits.float(), x)
+        logits = None if logits is None else logits.float()
+        layer_map = self._eigen_map if eigen_smooth else self.layer_map
+        real = _real_positions(self.model, x, A.shape[-1]) if A.ndim == 3 else None  # padded token ids
+        if real is None: maps = layer_map(A, G, targets, logits, x)
+        else: maps = _maps_of_real_tokens(layer_map, A, G, targets, logits, x, real)
         return maps.relu() if self.relu else maps
 
-    def __call__(self, x, cls=None, topk: int | None = None, differentiable: bool = False, target=None):
+    def _eigen_map(self, A, G, targets, logits, x) -> Tensor:
+        "The first principal component of the channel maps, for `eigen_smooth`."
+        return _eigen_smooth(self.channel_maps(A, G, targets, logits, x))
+
+    def __call__(self, x, cls=None, topk: int | None = None, differentiable: bool = False, target=None,
+                 aug_smooth: bool = False, eigen_smooth: bool = False):
         "Maps `[bs, k, *spatial]` (float32, on `x`'s device) for batch `x`; a list of them for several layers."
-        return self.compute(x, cls, topk, differentiable, target).maps
+        smoothing = {k: v for k, v in dict(aug_smooth=aug_smooth, eigen_smooth=eigen_smooth).items() if v}
+        return self.compute(x, cls, topk, differentiable, target, **smoothing).maps
 
     def __repr__(self):
         names = [layer_name(self.model, l) if l is not None else 'auto' for l in self.layers]
         return f"{type(self).__name__}(layer={names if self.multi else names[0]!r}{', fuse=True' if self.fuse else ''})"
-
-
-
 
