@@ -173,10 +173,14 @@ class _AttentionMethod(CAMMethod):
         "A value per token `[bs, k, N]` from the blocks' attentions `[bs, heads, N, N]` and outputs `[bs, N, C]`."
         raise NotImplementedError
 
-    def compute(self, x, cls=None, topk: int | None = None, differentiable: bool = False, target=None) -> CAMResult:
+    def compute(self, x, cls=None, topk: int | None = None, differentiable: bool = False, target=None,
+                aug_smooth: bool = False, eigen_smooth: bool = False) -> CAMResult:
         "Maps `[bs, k, h, w]` (texts: `[bs, k, T]`), logits and targets for batch `x`, from one forward."
         name = type(self).__name__
         check_batch(x, self.model)
+        if aug_smooth or eigen_smooth:
+            raise ValueError(f"{name} reads attention, not channel maps of a layer, so aug_smooth and eigen_smooth "
+                             f"(pytorch-grad-cam's smoothings of layer maps) do not apply: leave them False")
         if target is not None:
             raise ValueError(f"{name} explains the classes of the model's logits (cls= or topk=), not a target's "
                              f"scores: use a gradient method (e.g. GradCAM) with target=")
