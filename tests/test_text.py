@@ -40,15 +40,17 @@ def texts(learn):
 
 
 def reference_gradcam(model, ids, c):
-    "Grad-CAM over the encoder's output tokens, before its ReLU: full graph, plain autograd, mean over time."
+    "Grad-CAM over the encoder's output tokens, before its ReLU: full graph, plain autograd, mean over each text's tokens."
     store = {}
     hook = model[0].register_forward_hook(lambda m, i, o: store.update(A=o[0]))
     try:
         with torch.enable_grad(): logits = model.eval()(ids)[0]
     finally: hook.remove()
     A = store['A']  # [bs, T', C]: the outputs of the last tokens
+    real = (ids[:, ids.shape[1] - A.shape[1]:] != model[0].pad_idx)[..., None]  # [bs, T', 1]: not padding
     G = torch.autograd.grad(logits[:, c].sum(), A)[0]
-    return (G.mean(1, keepdim=True) * A).sum(-1).detach()  # [bs, T']
+    weights = (G * real).sum(1, keepdim=True) / real.sum(1, keepdim=True)  # the mean over the text's own tokens
+    return (weights * A).sum(-1).detach()  # [bs, T']
 
 
 def close(a, b, rel=1e-5):
