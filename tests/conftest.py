@@ -1,7 +1,7 @@
 """The suite runs on two pytest-xdist workers (`addopts` in pyproject.toml). Each worker's torch gets its share of the
 cores, the long tests start first, so that the two workers finish together, and fits that several tests repeat are
 trained once per run (tests/fit_cache.py)."""
-import os
+import os, time
 import pytest
 import torch
 from fit_cache import FitCache
@@ -39,3 +39,12 @@ def fit_cache(tmp_path_factory):
     uninstall = cache.install()
     yield cache
     uninstall()
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    "With FASTCAM_TIMELINE=file: one line per test (worker, start and end seconds, test) for tools/timeline.py."
+    out, start = os.environ.get('FASTCAM_TIMELINE'), time.time()
+    yield
+    if out:
+        with open(out, 'a') as f:
+            f.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{start:.1f}\t{time.time():.1f}\t{item.nodeid}\n")
