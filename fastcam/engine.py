@@ -267,21 +267,19 @@ def _maps_of_real_tokens(layer_map, A: Tensor, G: Tensor | None, targets: Tensor
                          real: Tensor) -> Tensor:
     "`layer_map` on each item's real positions (`real` `[bs, T]`) only, items with as many run together; 0 on padding."
     bs, C, T = A.shape
-    counts = real.sum(1)  # [bs]
+    counts, items = real.sum(1).sort()  # [bs] each
     order = (~real).to(torch.uint8).argsort(dim=1, stable=True)  # [bs, T]: each row's real positions first, in order
     out = None
-    for n in counts.unique().tolist():
-        rows = (counts == n).nonzero()[:, 0]  # [r]
+    for rows in items.split(counts.unique_consecutive(return_counts=True)[1].tolist()):  # items with n real tokens
+        n = int(real[rows[0]].sum())
         if n == 0: continue  # nothing real to map: zeros
         at = order[rows, :n]  # [r, n]
         A_n = A[rows].gather(2, at[:, None].expand(-1, C, -1))  # [r, C, n]
         G_n = None if G is None else G[rows].gather(3, at[:, None, None].expand(-1, G.shape[1], C, -1))  # [r, k, C, n]
         maps = layer_map(A_n, G_n, targets[rows], None if logits is None else logits[rows], batch_items(x, rows))
         if out is None: out = maps.new_zeros(bs, maps.shape[1], T)
-        out = out.index_copy(0, rows, maps.new_zeros(len(rows), maps.shape[1], T).scatter(
-            2, at[:, None].expand(-1, maps.shape[1], -1), maps))  # [bs, k, T]
+        out[rows[:, None, None], torch.arange(maps.shape[1], device=out.device)[:, None], at[:, None]] = maps
     return out if out is not None else A.new_zeros(bs, targets.shape[1], T)
-
 
 
 # %% ../nbs/03_engine.ipynb #648935d5
