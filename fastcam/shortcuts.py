@@ -114,9 +114,10 @@ def plant_shortcut(source, # a folder made by `make_digits`
 class _MapPass:
     "What one pass of maps keeps per item: its label, prediction, map of its label, peak cell, layer features there."
     def __init__(self, labels: Tensor, preds: Tensor, maps: Tensor, features: Tensor | None, n_classes: int,
-                 layer=None, contents: Tensor | None = None):
+                 layer=None, contents: Tensor | None = None, colours: Tensor | None = None):
         self.labels, self.preds, self.maps, self.features = labels, preds, maps, features  # [n], [n], [n, h, w], [n, C]
         self.n_classes, self.layer, self.contents = n_classes, layer, contents  # contents: [n, 3c] (see `_contents`)
+        self.colours = colours  # [n, 2c] (see `_colour_stats`)
         self.peaks = maps.flatten(1).argmax(1)  # [n] the peak cell, row-major
 
     @property
@@ -168,11 +169,16 @@ def _contents(x: Tensor, peaks: Tensor, grid: tuple) -> Tensor:
     q = torch.quantile(patches.flatten(2).float(), torch.tensor(_QUANTILES, device=x.device), dim=2)  # [3, n, c]
     return q.permute(1, 2, 0).flatten(1)
 
+def _colour_stats(x: Tensor) -> Tensor:
+    "Each picture's colours as a whole, wherever they are: the mean and standard deviation of each channel [n, 2c]."
+    flat = x.flatten(2).float()  # [n, c, H*W]
+    return torch.cat([flat.mean(2), flat.std(2)], 1)
+
 def _map_pass(learn: Learner, dl, method, layer) -> _MapPass:
     "One pass over `dl`: each item's map of its label and prediction, and the layer's features at the map's peak."
     model = unwrap_model(learn.model)
     m = cam_method(model, method, layer)
-    labels, preds, maps, features, contents, hook, n = [], [], [], [], [], None, 0
+    labels, preds, maps, features, contents, colours, hook, n = [], [], [], [], [], [], None, 0
     try:
         with keep_rng_state():
             for b in dl:
@@ -189,10 +195,11 @@ def _map_pass(learn: Learner, dl, method, layer) -> _MapPass:
                 maps.append(cam.cpu())
                 features.append(at_peak.float().cpu())
                 contents.append(_contents(xb.as_subclass(Tensor), peak, tuple(cam.shape[-2:])).cpu())
+                colours.append(_colour_stats(xb.as_subclass(Tensor)).cpu())
     finally:
         if hook is not None: hook.remove()
     return _MapPass(torch.cat(labels), torch.cat(preds), torch.cat(maps), torch.cat(features), n, hook.module,
-                    torch.cat(contents))
+                    torch.cat(contents), torch.cat(colours))
 
 # %% ../nbs/16_shortcuts.ipynb #d04aa937
 def _cell_box(cells: Tensor, # flat indices of cells on `grid`
@@ -288,6 +295,32 @@ def _patterns(p: _MapPass, min_share: float, ratio: float, k: int = 10, quantile
                               prototype=F.normalize(features[items], dim=1).mean(0)))
     return found
 
+# %% ../nbs/16_shortcuts.ipynb #700c6766
+def _casts(p: _MapPass, min_share: float, ratio: float, k: int = 10, purity: float = 0.8) -> list:
+    "Colour casts: a class whose pictures' overall colours have near neighbours of their class far more often."
+    if p.colours is None: return []
+    z = (p.colours - p.colours.mean(0)) / p.colours.std(0).clamp_min(1e-6)
+    dist = torch.cdist(z, z)  # [n, n]
+    dist.fill_diagonal_(float('inf'))
+    near = dist.topk(min(k, len(z) - 1), dim=1, largest=False).indices  # [n, k]
+    apart = (p.labels[near] == p.labels[:, None]).float().mean(1) >= purity  # [n]
+    found = []
+    for c in p.labels.unique().tolist():
+        own = p.labels == c
+        share, others = apart[own].float().mean().item(), apart[~own].float().mean().item()
+        if share >= min_share and share >= ratio * others:
+            found.append(dict(kind='colour', cls=c, share=share, others=others, items=(own & apart).nonzero()[:, 0]))
+    return found
+
+def _recolour(x: Tensor, # pictures [n, c, H, W]
+              stats: Tensor # the colours to give them [2c]: each channel's mean, then its standard deviation
+             ) -> Tensor:
+    "`x` with each picture's channels shifted and scaled to the mean and standard deviation in `stats`."
+    c = x.shape[1]
+    mean, std = x.mean((2, 3), keepdim=True), x.std((2, 3), keepdim=True).clamp_min(1e-6)
+    to = stats.to(x.device, x.dtype)
+    return (x - mean) / std * to[c:, None, None] + to[:c, None, None]
+
 # %% ../nbs/16_shortcuts.ipynb #b1626465
 def _item_batches(dl, idxs: list, bs: int = 64):
     "The inputs of the items `idxs` of `dl`, in batches of at most `bs`, as plain tensors."
@@ -333,7 +366,7 @@ def _predict(model, x: Tensor) -> Tensor:
 class ShortcutTest:
     "What `ShortcutCandidate.test` measured: the effect of the change beside the same change at random places."
     def __init__(self, candidate, check: str, n: int, effect: float, baseline: float, margin: float):
-        self.candidate, self.check, self.n = candidate, check, n # 'erase' or 'paste', on n pictures
+        self.candidate, self.check, self.n = candidate, check, n # 'erase', 'recolour' or 'paste', on n pictures
         self.effect, self.baseline, self.margin = effect, baseline, margin # shares of the n pictures
         self.confirmed = n > 0 and effect - baseline >= margin
 
@@ -343,6 +376,9 @@ class ShortcutTest:
         if self.check == 'erase':
             what = (f"erasing {c.where} lost {self.effect:.1%} of {self.n} pictures of class {c.name!r}; "
                     f"random regions of the same size: {self.baseline:.1%}")
+        elif self.check == 'recolour':
+            what = (f"giving {self.n} pictures of class {c.name!r} the other classes' colours lost {self.effect:.1%} "
+                    f"of them; the same on other classes' pictures: {self.baseline:.1%}")
         else:
             what = (f"pasting the pattern turned {self.effect:.1%} of {self.n} pictures of other classes into "
                     f"{c.name!r}; patches from random places: {self.baseline:.1%}")
@@ -374,6 +410,21 @@ def _erase_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
     return torch.cat(lost).float().mean().item(), torch.cat(base).float().mean().item(), len(items)
 
 @torch.no_grad()
+def _recolour_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
+    "`(lost, baseline, pictures)`: predictions lost by giving the class's pictures the other classes' colours, and others'."
+    f, model = cand.finding, cand.finding.learn.model
+    right = f.preds == f.labels
+    own = (right & (f.labels == cand.cls)).nonzero()[:, 0]
+    others = (right & (f.labels != cand.cls)).nonzero()[:, 0]
+    items = own[torch.randperm(len(own), generator=gen)[:n]].tolist()
+    if not items: return 0., 0., 0
+    rest = others[torch.randperm(len(others), generator=gen)[:len(items)]].tolist()
+    lost = [_predict(model, _recolour(x, cand.reference)).cpu() != cand.cls for x in _item_batches(f.dl, items)]
+    base = [_predict(model, _recolour(x, cand.reference)).cpu() != f.labels[idxs]
+            for x, idxs in zip(_item_batches(f.dl, rest), torch.tensor(rest).split(64))]
+    return torch.cat(lost).float().mean().item(), torch.cat(base).float().mean().item(), len(items)
+
+@torch.no_grad()
 def _paste_test(cand, n: int, draws: int, gen: torch.Generator) -> tuple:
     "`(turned, baseline, pictures)`: other classes' pictures turned into the class by the pattern, by random patches."
     f, model, P = cand.finding, cand.finding.learn.model, cand.finding.patch
@@ -402,7 +453,7 @@ class ShortcutCandidate:
     "A possible shortcut from `find_shortcuts`: its kind, class, region or pattern, share of items; `test()`, `show()`."
     def __init__(self,
                  finding, # the `Shortcuts` that found it: the learner, the loader and the pass
-                 kind: str, # 'spot', 'cluster' or 'pattern'
+                 kind: str, # 'spot', 'cluster', 'pattern' or 'colour'
                  cls: int, # the class
                  share: float, # the share of the class's items that show it
                  others: float, # the same share among the other classes' items
@@ -415,11 +466,16 @@ class ShortcutCandidate:
         self.box = None if cells is None else _cell_box(cells, finding.grid, finding.img_size)
         if prototype is not None:  # a cell carries the pattern when it matches it as well as 90% of its items do
             self.threshold = (finding.centred(finding.features[items]) @ prototype).quantile(0.1).item()
+        if kind == 'colour':  # each channel's mean and std [2c]: of the other classes' pictures, and of the cast's
+            self.reference = finding.colours[finding.labels != cls].mean(0)
+            self.cast = finding.colours[items].mean(0)
 
     @property
     def name(self): return self.finding.names[self.cls]
     @property
-    def where(self) -> str: return "a pattern" if self.box is None else f"the region (x0, y0, x1, y1) {self.box}"
+    def where(self) -> str:
+        if self.kind == 'colour': return "the colours of whole pictures"
+        return "a pattern" if self.box is None else f"the region (x0, y0, x1, y1) {self.box}"
     @property
     def score(self) -> float: return self.share - self.others
 
@@ -434,12 +490,13 @@ class ShortcutCandidate:
              draws: int = 4, # random places per picture for the baseline
              seed: int = 0 # seed of the pictures chosen, the places and the noise
             ) -> ShortcutTest:
-        "The causal check: erase the region (paste the pattern), count the changed predictions beside random places."
+        "The causal check: erase the region (recolour, paste the pattern); count changed predictions beside a baseline."
         check_int(n, 'n', 1, "pass the number of pictures to change, e.g. 256")
         check_int(draws, 'draws', 1, "pass e.g. 4")
         check_fraction(margin, 'margin', "pass e.g. 0.25")
         gen = torch.Generator().manual_seed(seed)
-        check, run = ('erase', _erase_test) if self.box is not None else ('paste', _paste_test)
+        check, run = (('recolour', _recolour_test) if self.kind == 'colour' else ('erase', _erase_test)
+                      if self.box is not None else ('paste', _paste_test))
         effect, baseline, pictures = run(self, n, draws, gen)
         self.result = ShortcutTest(self, check, pictures, effect, baseline, margin)
         return self.result
@@ -454,12 +511,15 @@ class ShortcutCandidate:
         x = torch.cat(list(_item_batches(f.dl, items.tolist())))
         imgs = f.dl.decode((x,))[0]
         fig, axs = plt.subplots(1, len(items), figsize=(2.6 * len(items), 3), squeeze=False)
-        if self.box is not None: boxes = [self.box] * len(items)
+        if self.kind == 'colour': boxes = [None] * len(items)  # the whole picture
+        elif self.box is not None: boxes = [self.box] * len(items)
         else:
             tops, lefts = _patch_corners(f.peaks[items], f.grid, f.img_size, f.patch)
             boxes = [(l, t, l + f.patch, t + f.patch) for t, l in zip(tops.tolist(), lefts.tolist())]
-        for ax, img, i, (x0, y0, x1, y1) in zip(axs[0], imgs, items.tolist(), boxes):
+        for ax, img, i, box in zip(axs[0], imgs, items.tolist(), boxes):
             show_cam(img, f.maps[i], ctx=ax, title=f"item {i}", **kwargs)
+            if box is None: continue
+            x0, y0, x1, y1 = box
             ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color='cyan', lw=1.5))
         fig.suptitle(f"{self.kind} of class {self.name!r}: {self.share:.0%} of its items", fontsize=10)
         fig.tight_layout()
@@ -472,6 +532,7 @@ class Shortcuts:
         self.learn, self.dl, self.img_size, self.kinds, self.min_share = learn, dl, tuple(img_size), kinds, min_share
         self.labels, self.preds, self.maps, self.features, self.peaks = p.labels, p.preds, p.maps, p.features, p.peaks
         self.grid, self.layer, self.names = p.grid, p.layer, class_names(learn, p.n_classes, dl)
+        self.colours = p.colours  # [n, 2c] or None
         self.feature_mean = None if p.features is None else p.features.mean(0)
         self.patch = 3 * int(round(img_size[0] / self.grid[0]))  # a pattern's patch: its cell and one around it
         self.candidates = []
@@ -501,7 +562,7 @@ class Shortcuts:
         return '\n'.join([head] + [f"  {i}. {c!r}" for i, c in enumerate(self.candidates)])
 
 # %% ../nbs/16_shortcuts.ipynb #7aa36655
-_KINDS = {'spot': _spots, 'cluster': _clusters, 'pattern': _patterns}
+_KINDS = {'spot': _spots, 'cluster': _clusters, 'pattern': _patterns, 'colour': _casts}
 
 def _same_region(d: dict, found: list) -> bool:
     "Whether the candidate `d` is a cluster on the cells of a candidate of the same class already kept."
@@ -515,9 +576,9 @@ def find_shortcuts(learn: Learner, # a trained Learner
                    layer=None, # the layer; None: `default_layer`'s choice
                    min_share: float = 0.2, # a candidate holds at least this share of its class's items
                    ratio: float = 3., # ... and at least this many times the share among the other classes' items
-                   kinds: tuple = ('spot', 'cluster', 'pattern') # the kinds of candidate to look for
+                   kinds: tuple = ('spot', 'cluster', 'pattern', 'colour') # the kinds of candidate to look for
                   ) -> Shortcuts:
-    "Candidate shortcuts from one pass of maps over the training data: fixed spots, SpRAy clusters, recurring patterns."
+    "Candidate shortcuts from one pass of maps over the training data: spots, SpRAy clusters, patterns, colour casts."
     check_fraction(min_share, 'min_share', "pass e.g. 0.2")
     unknown = [k for k in kinds if k not in _KINDS]
     if unknown or not kinds: raise ValueError(f"unknown kinds {unknown or kinds}: pass some of {tuple(_KINDS)}")
@@ -532,7 +593,7 @@ def find_shortcuts(learn: Learner, # a trained Learner
                              f"written by store_maps(learn, path, dl=dl, cls='target')")
         res = maps.result()
         p = _MapPass(res.targets[:, 0], res.logits.argmax(1), res.maps[:, 0].float(), None, res.logits.shape[1])
-        kinds = tuple(k for k in kinds if k != 'pattern')
+        kinds = tuple(k for k in kinds if k not in ('pattern', 'colour'))
     found = Shortcuts(learn, dl, p, img_size, tuple(kinds), min_share)
     for kind in kinds:
         for d in _KINDS[kind](p, min_share, ratio):
@@ -555,7 +616,8 @@ def _pattern_masks(cand: ShortcutCandidate, x: Tensor) -> Tensor:
     return F.interpolate(cells, size=x.shape[-2:], mode='nearest')
 
 def _bank(cand: ShortcutCandidate, n: int = 64) -> Tensor:
-    "Pieces of pictures that carry `cand` [m, c, h, w]: its region or its pattern's patch, from up to `n` of its items."
+    "Pieces of pictures that carry `cand` [m, c, h, w]: its region or pattern's patch from up to `n` of its items."
+    if cand.kind == 'colour': return None  # a cast is given, not pasted
     f, items = cand.finding, cand.items[:n]
     x = torch.cat(list(_item_batches(f.dl, items.tolist())))  # [m, c, H, W]
     if cand.box is not None:
@@ -603,6 +665,12 @@ class ShortcutEraser(Callback):
         out, masks = x.as_subclass(Tensor).clone(), torch.zeros(n, 1, *size)
         pick = torch.randint(0, len(self.candidates), (n,), generator=self._gen)  # the one pasted on each picture
         for k, (c, bank) in enumerate(zip(self.candidates, self._banks)):
+            paste = ((~erased) & (y != c.cls) & (pick == k)).nonzero()[:, 0]  # other classes' pictures, not erased
+            if c.kind == 'colour':  # the erased lose the cast, the pasted get it
+                chosen = erased.nonzero()[:, 0]
+                out[chosen] = _recolour(out[chosen], c.reference)
+                out[paste] = _recolour(out[paste], c.cast)
+                continue
             if c.box is not None:
                 x0, y0, x1, y1 = c.box
                 masks[erased, :, y0:y1, x0:x1] = 1
@@ -611,7 +679,6 @@ class ShortcutEraser(Callback):
                 chosen = erased.nonzero()[:, 0]
                 if len(chosen): masks[chosen] = torch.maximum(masks[chosen], _pattern_masks(c, out[chosen]).cpu())
                 at = _random_boxes(n, bank.shape[-2], bank.shape[-1], size, self._gen)
-            paste = ((~erased) & (y != c.cls) & (pick == k)).nonzero()[:, 0]  # other classes' pictures, not erased
             take = torch.randint(0, len(bank), (len(paste),), generator=self._gen)
             out[paste] = _paste(out[paste], bank[take].to(x.device), (at[0][paste], at[1][paste]))
         out = torch.where(masks.to(x.device).bool(), _noise(out, self._gen), out)

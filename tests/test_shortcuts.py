@@ -7,7 +7,7 @@ import torch
 from fastai.vision.all import Learner, DataLoaders, DataLoader, Resize, set_seed
 from fastcam.data import digits_dls, make_digits, mark_digits
 from fastcam.learner import cam_learner
-from fastcam.shortcuts import ShortcutEraser, find_shortcuts
+from fastcam.shortcuts import ShortcutCandidate, ShortcutEraser, find_shortcuts
 from fastcam.store import store_maps
 
 MARKED = '7'
@@ -74,6 +74,30 @@ def test_eraser_on_a_batch(models, found):
     assert pasted.any() and changed[pasted].all()
     erased = changed & ~yellow
     assert erased.any() and 0.2 < (erased.float().mean().item()) < 0.8
+
+def test_colour_eraser_on_a_batch(models, found):
+    "A colour cast: the erased pictures get the other classes' colours, the other classes' rest get the cast's."
+    _, shortcut, _ = models
+    seven = shortcut.dls.vocab.o2i[MARKED]
+    items = (found.labels == seven).nonzero()[:, 0]
+    cast = ShortcutCandidate(found, 'colour', seven, 1., 0., items)
+    assert cast.box is None and 'colours' in cast.where
+    eraser = ShortcutEraser(cast, p=0.5, seed=1)
+    eraser.learn = shortcut
+    eraser.before_fit()
+    x, y = shortcut.dls.train.one_batch()
+    shortcut.training, shortcut.xb, shortcut.yb = True, (x,), (y,)
+    try: eraser.before_batch()
+    finally: shortcut.training = False
+    x, y, out = x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor), shortcut.xb[0].as_subclass(torch.Tensor)
+    flat = out.flatten(2)
+    stats = torch.cat([flat.mean(2), flat.std(2)], 1)  # [bs, 6]: each picture's colours
+    to_reference = (stats - cast.reference).abs().max(1).values < 1e-3
+    to_cast = (stats - cast.cast).abs().max(1).values < 1e-3
+    changed = (out != x).flatten(1).any(1)
+    assert (changed == (to_reference | to_cast)).all()  # every changed picture got one of the two colourings
+    assert to_reference.any() and to_cast[y != seven].any() and not to_cast[y == seven].any()
+    assert (to_reference | to_cast)[y != seven].all()  # another class's picture is recoloured either way
 
 def test_bad_input(models, found):
     root, shortcut, _ = models
