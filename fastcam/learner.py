@@ -27,7 +27,7 @@ from pathlib import Path
 from .layers import (batch_items, is_token_batch, main_input, model_inputs, seen_from, text_encoder,
                             unwrap_model)
 from .targets import RegionTarget
-from .engine import CAMResult, probabilities
+from .engine import CAMResult, attention_mask, probabilities, resize_maps
 from .methods import all_methods, cam_method, method_label
 from .show import TokenMap, TokenMaps, show_cam, show_cam_grid
 
@@ -167,6 +167,27 @@ def _item_inputs(dls, item) -> tuple:
                         f"values (one per input), got {got}: e.g. learn.cam([(img, meta)]) or learn.cam([0, 1])")
     return tuple(_typed_input(dls, j, v) for j, v in enumerate(item))
 
+_HF_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')  # a Hugging Face model's inputs, in its forward's order
+
+def _tokenized(dls, texts: list, n_inp: int) -> tuple:
+    "Texts as the Hugging Face tokenizer kept as `dls.tokenizer` makes them: `(input_ids, attention_mask, ...)`, padded."
+    tokenizer = getattr(dls, 'tokenizer', None)
+    if not callable(tokenizer):
+        raise TypeError(f"this learner's model takes {n_inp} inputs, so an item is a validation index or a tuple of "
+                        f"{n_inp} values; a string is a text only with the Hugging Face tokenizer that made the data: "
+                        f"set learn.dls.tokenizer = tokenizer, then learn.cam('a text')")
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError("pass texts, or validation indices and tuples of inputs, not a mix of them: "
+                        "call learn.cam once for each kind")
+    for t in texts: _text_item(t)  # an empty text is refused
+    batch = tokenizer(texts, padding=True, return_tensors='pt')
+    names = _HF_INPUTS[:n_inp]
+    missing = [n for n in names if n not in batch]
+    if missing:
+        raise ValueError(f"learn.dls.tokenizer gives {sorted(batch.keys())}, not {missing}: the model's {n_inp} inputs "
+                         f"are taken in the order {list(names)}; pass tuples of token ids instead")
+    return tuple(batch[n].to(dls.device) if dls.device is not None else batch[n] for n in names)
+
 def _row_order(dl, n: int) -> Tensor | None:
     "Which item each row of `dl`'s one batch holds (fastai's `SortedDL` puts texts longest first); None: in order."
     order = [int(i) for i in dl.get_idxs()] if getattr(dl, 'indexed', False) else list(range(n))
@@ -180,6 +201,7 @@ def batch_rows(learn: Learner, # the learner whose validation transforms make th
     n_inp = _n_inp(dls)
     items = [items] if _is_single(items, n_inp) else list(items)
     if not items: raise ValueError("no items given: pass a path, an image, a text, a validation index or a list of them")
+    if n_inp > 1 and any(isinstance(i, str) for i in items): return _tokenized(dls, items, n_inp), None
     if n_inp > 1:
         dl = undistributed(dls.valid).new([_item_inputs(dls, i) for i in items], bs=len(items))
         return tuple(dl.one_batch()[:n_inp]), _row_order(dl, len(items))
@@ -266,6 +288,8 @@ def cam_result(self: Learner,
                topk: int | None = None, # explain the k highest-scoring classes instead of `cls`
                region=None, # segmentation: the pixels predicted as `cls` (None), a box (x0, y0, x1, y1) or a mask [H, W]
                target=None, # a callable turning the model's output into scores [bs, k], instead of classes
+               aug_smooth: bool = False, # average the maps of the flipped and scaled items (test-time augmentation)
+               eigen_smooth: bool = False, # each map the first principal component of its channel maps
                **kwargs # passed to the method's constructor
               ) -> tuple:
     "`(CAMResult, x)`: the maps, logits and targets for `items`, and the batch they were computed from."
@@ -276,7 +300,9 @@ def cam_result(self: Learner,
     x, order = batch_rows(self, items)
     cls = self.class_index(cls)
     if region is not None: target, cls = RegionTarget(cls, region), None
-    res = cam_method(self.model, method, layer, **kwargs).compute(x, _in_rows(cls, order), topk, target=target)
+    smoothing = {k: v for k, v in dict(aug_smooth=aug_smooth, eigen_smooth=eigen_smooth).items() if v}
+    res = cam_method(self.model, method, layer, **kwargs).compute(x, _in_rows(cls, order), topk, target=target,
+                                                                   **smoothing)
     if order is not None: res, x = _in_item_order(res, x, order)
     return CAMResult(text_maps(self.model, res.maps, x), res.logits, res.targets), x
 
@@ -293,20 +319,13 @@ def _in_item_order(res: CAMResult, x, order: Tensor) -> tuple:
     logits = None if res.logits is None else res.logits[back]
     return CAMResult(maps, logits, res.targets[back]), batch_items(x, back)
 
-def _attention_mask(x) -> Tensor | None:
-    "The attention mask `[n, T]` of a batch `(input_ids, attention_mask, ...)` of token ids (Hugging Face's order)."
-    inputs = model_inputs(x)
-    if len(inputs) < 2 or not is_token_batch(inputs[0]) or not is_token_batch(inputs[1]): return None
-    mask = inputs[1].as_subclass(Tensor)
-    return mask if mask.shape == inputs[0].shape and ((mask == 0) | (mask == 1)).all() else None
-
 def text_maps(model: nn.Module, # the model the maps are of
               maps, # its maps [n, k, T'] of batch `x` (a list of them for several layers)
               x # the batch: token ids [n, T], or a tuple (input_ids, attention_mask, ...)
              ):
     "For token ids `x`, `maps` over every token `[n, k, T]`: 0 on padding and on the tokens fastai's encoder drops."
     if not is_token_batch(main_input(x)): return maps
-    ids, encoder, mask = main_input(x).as_subclass(Tensor), text_encoder(model), _attention_mask(x)  # ids: [n, T]
+    ids, encoder, mask = main_input(x).as_subclass(Tensor), text_encoder(model), attention_mask(x)  # ids: [n, T]
     if encoder is None and mask is None: return maps
     start = 0 if encoder is None else seen_from(encoder, ids.shape[1])
     kept = (ids != encoder.pad_idx if encoder is not None else mask != 0)[:, None]  # [n, 1, T]
@@ -322,7 +341,7 @@ def text_rows(model: nn.Module, # the model the maps are of
               x # the batch of token ids [n, T], or a tuple (input_ids, attention_mask, ...)
              ) -> list:
     "Each text's map over its own tokens, padding dropped: `[k, T_i]` per row of `x` (texts differ in length)."
-    ids, encoder, mask = main_input(x).as_subclass(Tensor), text_encoder(model), _attention_mask(x)
+    ids, encoder, mask = main_input(x).as_subclass(Tensor), text_encoder(model), attention_mask(x)
     kept = ids != encoder.pad_idx if encoder is not None else (mask != 0 if mask is not None else ids == ids)
     return [m[:, k.to(m.device)] for m, k in zip(maps, kept)]
 
@@ -365,7 +384,7 @@ def token_map(learn: Learner, # the text learner the map is of
     ids, values = main_input(x)[i].cpu(), cam_map.detach().float().cpu().clone()
     encoder = text_encoder(learn.model)
     if encoder is not None: values[:seen_from(encoder, len(ids))] = float('nan')
-    tokens, mask = _token_strings(learn, ids), _attention_mask(x)
+    tokens, mask = _token_strings(learn, ids), attention_mask(x)
     if encoder is not None: tokens = ['xxpad' if t == encoder.pad_idx else w for t, w in zip(ids.tolist(), tokens)]
     elif mask is not None: tokens = [w if m else 'xxpad' for w, m in zip(tokens, mask[i].tolist())]
     return TokenMap.from_tokens(tokens, values, title, markers)
@@ -450,6 +469,9 @@ def show_cams(self: Learner,
     results = [CAMResult(text_maps(self.model, r.maps, x), r.logits, r.targets) for r in results]
     if any(r.targets.shape[1] != 1 for r in results):
         raise ValueError("with several methods pass one class per item (or none for the predicted class)")
+    size = max((r.maps.shape[2:] for r in results), key=lambda s: s.numel())  # methods map at different resolutions
+    results = [r if r.maps.shape[2:] == size else CAMResult(resize_maps(r.maps, size), r.logits, r.targets)
+               for r in results]
     probs = probabilities(self.loss_func, results[0].logits)
     names = [method_label(m) for m in methods]
     maps = torch.cat([r.maps for r in results], 1)  # [n, methods, *spatial]

@@ -2,7 +2,7 @@
 
 The demo trains with its defaults, the README's figures. The quickstart tutorial trains the same model on the same
 pictures, so the suite trains it once (tests/fit_cache.py; conftest.py runs the two on one worker). The report (every
-method, Score-CAM's 128 forwards per item among them) scores 16 items here instead of the CLI's 40: the quickstart
+method, Score-CAM's 128 forwards per item among them) scores 8 items here instead of the CLI's 40: the quickstart
 tutorial scores the same model on 32."""
 import subprocess, sys
 from pathlib import Path
@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use('Agg')
 from fastcam.cli import run_demo, main
 
-REPORT_ITEMS = 16
+REPORT_ITEMS = 8
 
 def test_demo(tmp_path, capsys):
     "One test, so that the demo trains once also when pytest-xdist spreads the tests over workers."

@@ -270,8 +270,6 @@ def test_bert_rollout_equals_loops(bert_learner):
     tm = learn.show_cam(3, method='rollout')
     assert len(tm.words) == int(mask[1].sum()) - 2  # [CLS] and [SEP] hidden, padding dropped
 
-@pytest.mark.xfail(strict=True, reason="learn.cam of a learner with several inputs takes strings once batch_rows "
-                                       "(07_learner) tokenizes them with learn.dls.tokenizer")
 def test_bert_raw_strings(bert_learner):
     from fastcam.all import cam_method
     learn = bert_learner

@@ -1,9 +1,11 @@
 """Where a notebook's time goes: run it as the suite does (one torch thread, as each of the two pytest workers has) and
 print each code cell's seconds, the slowest first.
 
-    python tools/cell_times.py tutorials/quickstart [--threads 1] [--top 12]
+    python tools/cell_times.py tutorials/quickstart [--threads 1] [--top 12] [--fits FOLDER]
 
-Other work on the machine slows every cell alike: read the shares, not the seconds."""
+Other work on the machine slows every cell alike: read the shares, not the seconds. `--fits` routes the notebook's
+`fit_one_cycle` calls through tests/fit_cache.py's cache in FOLDER (a suite run's `fits` folder, or any folder): a fit
+stored there is replayed, so that a change after the training is timed, and checked, without training again."""
 import argparse, sys, time
 from pathlib import Path
 import torch
@@ -32,8 +34,13 @@ if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('notebook'); parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--top', type=int, default=12)
+    parser.add_argument('--fits', help="a folder of fits (tests/fit_cache.py) to replay from and store to")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.fits:
+        sys.path.insert(0, str(ROOT/'tests'))
+        from fit_cache import FitCache
+        FitCache(args.fits).install()
     times = cell_times(args.notebook)
     total = sum(t for t, *_ in times)
     print(f"{args.notebook}: {total:.1f} s in {len(times)} cells")
