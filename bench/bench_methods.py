@@ -4,6 +4,8 @@
     python bench/bench_methods.py --quick    # a short run (resnet18 only, small Score-CAM, one repeat)
     python bench/bench_methods.py --vit      # the ViT row only (timm vit_small, batch 8, 224 px), into bench/results.md
     python bench/bench_methods.py --shelf    # the shelf's methods (issue 24) against their peers, 1 class
+    python bench/bench_methods.py --shelf --methods KPCA-CAM   # some rows of it only
+    python bench/bench_methods.py --scorecam # the Score-CAM row only, in interleaved repeats (about 10 minutes)
 
 Gradient methods (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM) and Eigen-CAM run on random-weight resnet18 and
 resnet50, batch 8, 224 px, at layer4. Their floor is one forward with gradients plus `torch.autograd.grad` to layer4
@@ -23,7 +25,7 @@ import torch
 from torchvision import models
 from fastcam.methods import GradCAM
 from fastcam.methods import GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM
-from fastcam.methods import EigenGradCAM, FEM, FinerCAM, GradCAMElementWise, ISCAM, KPCACAM, ShapleyCAM, SSCAM
+from fastcam.methods import EigenGradCAM, FEM, FinerCAM, GradCAMElementWise, ISCAM, KPCACAM, SegEigenCAM, ShapleyCAM, SSCAM
 
 torch.set_num_threads(2)
 try:
@@ -280,7 +282,8 @@ def bench_vit(repeats: int, bs: int = 8, size: int = 224):
 
 SHELF_ONE_FORWARD = [('Eigen-Grad-CAM', EigenGradCAM, 'EigenGradCAM'), ('Grad-CAM element-wise', GradCAMElementWise,
                       'GradCAMElementWise'), ('KPCA-CAM', KPCACAM, 'KPCA_CAM'), ('FEM', FEM, 'FEM'),
-                     ('Finer-CAM', FinerCAM, 'FinerCAM'), ('ShapleyCAM', ShapleyCAM, 'ShapleyCAM')]
+                     ('Finer-CAM', FinerCAM, 'FinerCAM'), ('ShapleyCAM', ShapleyCAM, 'ShapleyCAM'),
+                     ('Seg-Eigen-CAM', SegEigenCAM, 'SegEigenCAM')]
 
 def torchcam_call(model, peer_name, x, cls, **kwargs):
     "torchcam's raw maps of class `cls` (one per item) for `x`."
@@ -289,7 +292,7 @@ def torchcam_call(model, peer_name, x, cls, **kwargs):
         scores = model(x)
         extractor(cls.tolist(), scores, normalized=False)
 
-def bench_shelf(repeats: int, samples: int = 4):
+def bench_shelf(repeats: int, samples: int = 4, only: list | None = None):
     """The shelf's methods at 1 class against their peers, medians of `repeats` interleaved runs: the one-forward
     methods on resnet18, batch 8, 224 px, layer4, against pytorch-grad-cam; Score-CAM, SS-CAM and IS-CAM on resnet18,
     1 image, 64 px (512 masks at layer4, a 2x2 map), batch size 64, `samples` samples each, against pytorch-grad-cam
@@ -311,6 +314,7 @@ def bench_shelf(repeats: int, samples: int = 4):
         contenders[(name, 'peer')] = lambda peer=peer: torchcam_call(model, peer, small, top_small, num_samples=samples,
                                                                      batch_size=64)
     times = {}
+    if only: contenders = {k: f for k, f in contenders.items() if k[0] in only}
     for _ in range(repeats):
         for key, f in contenders.items(): times.setdefault(key, []).append(timed(f))
     print(f"\n### The shelf's methods, 1 class (resnet18, layer4; {samples} samples for SS-CAM and IS-CAM)\n")
@@ -326,12 +330,54 @@ def bench_shelf(repeats: int, samples: int = 4):
               f"{fmt(theirs*1e3, 0)} | {fmt(ratio(theirs, ours))} |")
     print(f"\n(load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())})")
 
+def bench_scorecam_repeated(repeats: int, arch: str = 'resnet18', bs: int = 2, size: int = 112, batch_size: int = 64):
+    """The Score-CAM row alone, as in the full run (resnet18, 2 images of 112 px, 1,024 masked inputs at layer4, batches
+    of 64 for everyone): the floors (the masked forwards alone, in contiguous and channels-last format), fastcam and
+    pytorch-grad-cam at 1 class, medians of `repeats` interleaved runs; 5 classes once each."""
+    model = getattr(models, arch)().eval()
+    torch.manual_seed(0)
+    x = torch.randn(bs, 3, size, size)
+    with torch.no_grad():
+        A = model.layer4(model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))))
+        top5 = model(x).topk(5).indices
+    n = bs * A.shape[1]
+    masked = x.repeat_interleave(A.shape[1], 0) * torch.rand(n, 1, size, size)  # [bs*C, 3, H, W], made before timing
+    def floor(layout):
+        with torch.no_grad():
+            for start in range(0, n, batch_size): model(masked[start:start + batch_size].contiguous(memory_format=layout))
+    method = ScoreCAM(model, 'layer4', batch_size=batch_size)
+    contenders = {'floor (masked forwards, contiguous)': lambda: floor(torch.contiguous_format),
+                  'floor (masked forwards, channels-last)': lambda: floor(torch.channels_last),
+                  'fastcam 1 class': lambda: method(x)}
+    if pgc is not None:
+        contenders['pytorch-grad-cam 1 class'] = lambda: peer_call(model, model.layer4, 'ScoreCAM', x, None, batch_size)
+    times = {}
+    for r in range(repeats):
+        for name, f in contenders.items():
+            times.setdefault(name, []).append(timed(f))
+            print(f"  repeat {r}: {name} {times[name][-1]:.1f} s", flush=True)
+    t = {name: median(ts) for name, ts in times.items()}
+    t['fastcam 5 classes'] = timed(lambda: method(x, topk=5))
+    if pgc is not None: t['pytorch-grad-cam 5 classes'] = timed(lambda: peer_call(model, model.layer4, 'ScoreCAM', x, top5,
+                                                                                   batch_size))
+    print(f"\n### Score-CAM ({arch}, {bs}x{size} px, {n} masked inputs at layer4, batch size {batch_size})\n")
+    print(f"{_cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, grad-cam {_version('grad-cam')}; "
+          f"load average at start {START_LOAD}; medians of {repeats} interleaved repeats at 1 class, one run at 5\n")
+    print("| contender | s | / floor (contiguous) | pytorch-grad-cam / this |")
+    print("|---|---|---|---|")
+    for name, v in t.items():
+        peer = t.get('pytorch-grad-cam 5 classes' if '5 classes' in name else 'pytorch-grad-cam 1 class', float('nan'))
+        print(f"| {name} | {v:.1f} | {fmt(ratio(v, t['floor (masked forwards, contiguous)']))} | {fmt(ratio(peer, v))} |")
+    print(f"\n(load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())})")
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='resnet18 only, one repeat, small Score-CAM')
     parser.add_argument('--repeats', type=int, default=None, help='interleaved repeats (default 5, 1 with --quick)')
     parser.add_argument('--vit', action='store_true', help='only the ViT row (timm vit_small, batch 8, 224 px)')
     parser.add_argument('--shelf', action='store_true', help="only the shelf's methods against their peers, 1 class")
+    parser.add_argument('--methods', nargs='+', help="with --shelf: only these rows, e.g. --methods KPCA-CAM FEM")
+    parser.add_argument('--scorecam', action='store_true', help='only the Score-CAM row, in interleaved repeats')
     parser.add_argument('--peak', help=argparse.SUPPRESS)
     parser.add_argument('--arch', default='resnet50', help=argparse.SUPPRESS)
     parser.add_argument('--bs', type=int, default=16, help=argparse.SUPPRESS)
@@ -344,7 +390,10 @@ def main():
         bench_vit(args.repeats or 3)
         return
     if args.shelf:
-        bench_shelf(args.repeats or 3)
+        bench_shelf(args.repeats or 3, only=args.methods)
+        return
+    if args.scorecam:
+        bench_scorecam_repeated(args.repeats or 3)
         return
     if pgc is None: print("pytorch-grad-cam is not installed: its columns stay empty (pip install grad-cam)")
     start = time.perf_counter()

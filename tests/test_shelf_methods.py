@@ -16,6 +16,13 @@ the input's size), after the same per-map min-max scaling of both sides, to 1e-4
 SS-CAM and IS-CAM are compared with torchcam (their only peer) on one 48 px image with 2 samples: IS-CAM as it is, SS-CAM
 handed the noise torchcam draws (through `SSCAM.noise`), since torchcam draws it from the global random state.
 
+Score-CAM, whose masked forwards run on the CPU on a copy of the model with BatchNorm folded into the convolutions and
+ReLUs and residual sums fused into oneDNN kernels, against pytorch-grad-cam's forwards of the model itself (one 33 px
+image: 256 and 512 masks). RefineCAM against torchcam (at the finest layer's resolution) and pytorch-grad-cam (at the
+input's: `size=`), with Grad-CAM as the base, where the peers agree with each other. Seg-Eigen-CAM against
+pytorch-grad-cam, on the class logits here (a segmentation model's test is in nbs/04_methods). FullGrad against
+pytorch-grad-cam, at the input's resolution (it uses every bias, no layer).
+
 RandomCAM has no peer to agree with (pytorch-grad-cam draws from numpy's global state): it is checked for what it
 promises, the same maps under the same seed, other maps under another, and the global random state left alone.
 """
@@ -25,8 +32,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.models import resnet18
-from fastcam.all import (EigenGradCAM, FEM, FinerCAM, GradCAM, GradCAMElementWise, KPCACAM, RandomCAM, ShapleyCAM,
-                         find_layer)
+from fastcam.all import (EigenGradCAM, FEM, FinerCAM, GradCAM, GradCAMElementWise, KPCACAM, RandomCAM, RefineCAM,
+                         ScoreCAM, SegEigenCAM, ShapleyCAM, find_layer)
 
 pgc = pytest.importorskip('pytorch_grad_cam')
 from pytorch_grad_cam.utils.model_targets import (ClassifierOutputReST, ClassifierOutputTarget,  # noqa: E402
@@ -141,3 +148,42 @@ def test_smoothed_score_cams(setup, layer):
     if layer == 'layer3':
         assert torch.equal(SSCAM(model, layer, num_samples=1, seed=5)(x, targets),
                            SSCAM(model, layer, num_samples=1, seed=5)(x, targets))
+
+@pytest.mark.parametrize('layer', LAYERS)
+def test_score_cam_fast_copy(setup, layer):
+    "Score-CAM on the folded, fused copy (the CPU's default) against pytorch-grad-cam's forwards of the model."
+    model, x, targets = setup
+    x, targets = x[:1, :, :33, :33], targets[:1]  # 3x3 and 2x2 maps
+    assert_agree(ScoreCAM(model, layer, batch_size=64)(x, targets),
+                 peer_maps(pgc.ScoreCAM, model, layer, x, classes(targets)))
+
+def test_refine_cam(setup):
+    tcm = pytest.importorskip('torchcam.methods')
+    model, x, targets = setup
+    ours = RefineCAM(model, LAYERS, base=GradCAM)(x, targets)
+    with tcm.RefineCAM(copy.deepcopy(model), LAYERS, input_shape=tuple(x.shape[1:]), base_method=tcm.GradCAM) as cam:
+        theirs = cam(targets[:, 0].tolist(), cam.model(x), normalized=False)[0].detach()[:, None]
+    assert_agree(ours, theirs)
+    twin = copy.deepcopy(model)
+    refine = pgc.RefineCAM(twin, [twin.layer3, twin.layer4], base_method=pgc.GradCAM)
+    theirs = torch.from_numpy(refine(input_tensor=x, targets=classes(targets)))[:, None]
+    assert_agree(RefineCAM(model, LAYERS, base=GradCAM, size=(64, 64))(x, targets), theirs)
+
+@pytest.mark.parametrize('layer', LAYERS)
+def test_seg_eigen_cam(setup, layer):
+    model, x, targets = setup
+    assert_agree(SegEigenCAM(model, layer)(x, targets), peer_maps(pgc.SegEigenCAM, model, layer, x, classes(targets)))
+
+def test_full_grad(setup):
+    "FullGrad against pytorch-grad-cam, with BatchNorm biases and statistics drawn so that every layer's term counts."
+    from fastcam.all import FullGrad
+    model, x, targets = setup
+    model = copy.deepcopy(model)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d): m.bias.uniform_(-0.2, 0.2); m.running_mean.uniform_(-0.2, 0.2)
+    peer = pgc.FullGrad(copy.deepcopy(model), [])
+    theirs = torch.from_numpy(peer(input_tensor=x, targets=classes(targets)))[:, None]
+    peer.activations_and_grads.release()
+    assert_agree(FullGrad(model)(x, targets), theirs)
