@@ -34,8 +34,9 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope='session', autouse=True)
 def fit_cache(tmp_path_factory):
     "One cache of fits for the whole run, in the folder the xdist workers of this run share."
-    base = tmp_path_factory.getbasetemp()
-    cache = FitCache((base.parent if 'PYTEST_XDIST_WORKER' in os.environ else base)/'fits')
+    base = tmp_path_factory.getbasetemp()  # FASTCAM_FITS=folder keeps the fits from one run to the next (debugging)
+    folder = os.environ.get('FASTCAM_FITS') or (base.parent if 'PYTEST_XDIST_WORKER' in os.environ else base)/'fits'
+    cache = FitCache(folder)
     uninstall = cache.install()
     yield cache
     uninstall()

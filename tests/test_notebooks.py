@@ -10,6 +10,7 @@ NBS = Path(__file__).resolve().parents[1]/'nbs'
 NOTEBOOKS = sorted(p for p in NBS.rglob('*.ipynb')
                    if not any(part.startswith(('.', '_')) for part in p.relative_to(NBS).parts))
 SKIP_FLAGS = [] if torch.cuda.is_available() else ['cuda']
+CELL_TIMEOUT = 1800  # seconds; nbdev's 600 fails a training cell when other work shares the two cores
 
 @pytest.mark.parametrize('notebook', NOTEBOOKS, ids=lambda p: str(p.relative_to(NBS)))
 def test_notebook(notebook, monkeypatch):
@@ -17,7 +18,7 @@ def test_notebook(notebook, monkeypatch):
         monkeypatch.setenv('IN_TEST', '1')  # as nbdev's test_nb
         with executed_lock(): execute(notebook.relative_to(NBS))  # a failing cell raises here, with its traceback
         return
-    ok, seconds = run_notebook(notebook, skip_flags=SKIP_FLAGS)
+    ok, seconds = run_notebook(notebook, skip_flags=SKIP_FLAGS, cell_timeout=CELL_TIMEOUT)
     assert ok, f"{notebook.name} failed after {seconds:.1f}s: the traceback is printed above"
 
 def _flagged(notebook) -> bool:
