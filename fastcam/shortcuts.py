@@ -627,6 +627,20 @@ def _bank(cand: ShortcutCandidate, n: int = 64) -> Tensor:
     corners = zip(tops.tolist(), lefts.tolist())
     return torch.stack([x[i, :, t:t + f.patch, l:l + f.patch] for i, (t, l) in enumerate(corners)])
 
+def _steady(bank: Tensor, # pieces of a region cut from a candidate's items [m, c, h, w]
+            level: float = 0.25 # a pixel is steady when it varies less than this share of the median pixel
+           ) -> tuple:
+    "`(top, left, bottom, right)` in the pieces of the largest patch of pixels most of them share (a mark); else all."
+    h, w = bank.shape[-2:]
+    if len(bank) < 8: return 0, 0, h, w
+    spread = (bank - bank.median(0).values).abs().median(0).values.mean(0)  # [h, w]: how much each pixel varies
+    steady = (spread <= level * spread.median()).numpy()
+    parts, n = ndimage.label(steady)
+    if n == 0 or steady.all(): return 0, 0, h, w
+    largest = np.argmax(ndimage.sum(steady, parts, range(1, n + 1))) + 1
+    rows, cols = np.nonzero(parts == largest)
+    return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
+
 # %% ../nbs/16_shortcuts.ipynb #01335e23
 class ShortcutEraser(Callback):
     "Make shortcuts useless in training: erased in a random part of each batch (all classes), pasted on others' rest."
@@ -655,7 +669,15 @@ class ShortcutEraser(Callback):
                                  f"{list(f.names)}) than this learner's ({size}, {names}): find the shortcuts of this "
                                  f"learner's data with find_shortcuts and erase those")
         self._gen = torch.Generator().manual_seed(self.seed)
-        self._banks = [_bank(c) for c in self.candidates]
+        self._banks, self._boxes = [], []  # a region's box narrowed to what its items share (`_steady`)
+        for c in self.candidates:
+            bank, box = _bank(c), c.box
+            if box is not None:
+                top, left, bottom, right = _steady(bank)
+                bank, box = bank[..., top:bottom, left:right], (box[0] + left, box[1] + top, box[0] + right,
+                                                                 box[1] + bottom)
+            self._banks.append(bank)
+            self._boxes.append(box)
 
     def before_batch(self):
         if not self.training: return
@@ -664,15 +686,15 @@ class ShortcutEraser(Callback):
         erased = torch.rand(n, generator=self._gen) < self.p  # [n]
         out, masks = x.as_subclass(Tensor).clone(), torch.zeros(n, 1, *size)
         pick = torch.randint(0, len(self.candidates), (n,), generator=self._gen)  # the one pasted on each picture
-        for k, (c, bank) in enumerate(zip(self.candidates, self._banks)):
+        for k, (c, bank, box) in enumerate(zip(self.candidates, self._banks, self._boxes)):
             paste = ((~erased) & (y != c.cls) & (pick == k)).nonzero()[:, 0]  # other classes' pictures, not erased
             if c.kind == 'colour':  # the erased lose the cast, the pasted get it
                 chosen = erased.nonzero()[:, 0]
                 out[chosen] = _recolour(out[chosen], c.reference)
                 out[paste] = _recolour(out[paste], c.cast)
                 continue
-            if c.box is not None:
-                x0, y0, x1, y1 = c.box
+            if box is not None:
+                x0, y0, x1, y1 = box
                 masks[erased, :, y0:y1, x0:x1] = 1
                 at = torch.full((n,), y0), torch.full((n,), x0)
             else:
