@@ -25,7 +25,8 @@ import torch
 from torchvision import models
 from fastcam.methods import GradCAM
 from fastcam.methods import GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM
-from fastcam.methods import EigenGradCAM, FEM, FinerCAM, GradCAMElementWise, ISCAM, KPCACAM, SegEigenCAM, ShapleyCAM, SSCAM
+from fastcam.methods import EigenGradCAM, FEM, FinerCAM, GradCAMElementWise, ISCAM, KPCACAM, SegEigenCAM, ShapleyCAM
+from fastcam.methods import SSCAM
 
 torch.set_num_threads(2)
 try:
@@ -344,7 +345,8 @@ def bench_scorecam_repeated(repeats: int, arch: str = 'resnet18', bs: int = 2, s
     masked = x.repeat_interleave(A.shape[1], 0) * torch.rand(n, 1, size, size)  # [bs*C, 3, H, W], made before timing
     def floor(layout):
         with torch.no_grad():
-            for start in range(0, n, batch_size): model(masked[start:start + batch_size].contiguous(memory_format=layout))
+            for start in range(0, n, batch_size):
+                model(masked[start:start + batch_size].contiguous(memory_format=layout))
     method = ScoreCAM(model, 'layer4', batch_size=batch_size)
     contenders = {'floor (masked forwards, contiguous)': lambda: floor(torch.contiguous_format),
                   'floor (masked forwards, channels-last)': lambda: floor(torch.channels_last),
@@ -358,16 +360,18 @@ def bench_scorecam_repeated(repeats: int, arch: str = 'resnet18', bs: int = 2, s
             print(f"  repeat {r}: {name} {times[name][-1]:.1f} s", flush=True)
     t = {name: median(ts) for name, ts in times.items()}
     t['fastcam 5 classes'] = timed(lambda: method(x, topk=5))
-    if pgc is not None: t['pytorch-grad-cam 5 classes'] = timed(lambda: peer_call(model, model.layer4, 'ScoreCAM', x, top5,
-                                                                                   batch_size))
+    if pgc is not None:
+        t['pytorch-grad-cam 5 classes'] = timed(lambda: peer_call(model, model.layer4, 'ScoreCAM', x, top5, batch_size))
     print(f"\n### Score-CAM ({arch}, {bs}x{size} px, {n} masked inputs at layer4, batch size {batch_size})\n")
-    print(f"{_cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, grad-cam {_version('grad-cam')}; "
-          f"load average at start {START_LOAD}; medians of {repeats} interleaved repeats at 1 class, one run at 5\n")
+    print(f"{_cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"grad-cam {_version('grad-cam')}; load average at start {START_LOAD}; medians of {repeats} interleaved "
+          f"repeats at 1 class, one run at 5\n")
     print("| contender | s | / floor (contiguous) | pytorch-grad-cam / this |")
     print("|---|---|---|---|")
     for name, v in t.items():
         peer = t.get('pytorch-grad-cam 5 classes' if '5 classes' in name else 'pytorch-grad-cam 1 class', float('nan'))
-        print(f"| {name} | {v:.1f} | {fmt(ratio(v, t['floor (masked forwards, contiguous)']))} | {fmt(ratio(peer, v))} |")
+        base = t['floor (masked forwards, contiguous)']
+        print(f"| {name} | {v:.1f} | {fmt(ratio(v, base))} | {fmt(ratio(peer, v))} |")
     print(f"\n(load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())})")
 
 def main():

@@ -256,7 +256,8 @@ class _FusedConv(nn.Module):
     def forward(self, x: Tensor, other: Tensor | None = None) -> Tensor:
         unary = 'relu' if self.relu else None
         if not self.add:
-            return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, *self.args, unary or 'none', [], '')
+            return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, *self.args, unary or 'none', [],
+                                                           '')
         if other.ndim != x.ndim:  # a sum oneDNN cannot broadcast: PyTorch's
             y = self.conv(x) + other
             return y.relu() if self.relu else y
@@ -274,7 +275,7 @@ def _is_relu(node, modules: dict) -> bool:
     return node.op == 'call_method' and node.target in ('relu', 'relu_') and not node.kwargs
 
 def _fuse_convolutions(traced: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    "Replace each plain convolution of `traced`, with the residual sum and the ReLU that only it feeds, by a `_FusedConv`."
+    "Replace each plain convolution of `traced`, with the sum and the ReLU that only it feeds, by a `_FusedConv`."
     modules, graph = dict(traced.named_modules()), traced.graph
     for i, node in enumerate(list(graph.nodes)):
         conv = modules.get(node.target) if node.op == 'call_module' else None
@@ -300,7 +301,7 @@ def _fuse_convolutions(traced: torch.fx.GraphModule) -> torch.fx.GraphModule:
 def _fast_copy(model: nn.Module, # the model, in eval mode
                x: Tensor # a batch like the ones the copy will run
               ) -> nn.Module:
-    "A traced copy of `model` with BatchNorm folded (and oneDNN kernels on the CPU) whose logits for `x` match the model's; else `model`."
+    "A traced copy of `model`, BatchNorm folded (oneDNN kernels on the CPU), if its logits for `x` match; else `model`."
     from torch.fx.experimental.optimization import fuse
     try:
         with torch.no_grad():
@@ -608,7 +609,7 @@ class ShapleyCAM(CAMMethod):
     second_order = True # the gradients stay in a graph that starts at the layer, for their Hessian-vector product
     def compute(self, x, cls=None, topk: int | None = None, differentiable: bool = False, target=None,
                 **smoothing) -> CAMResult:
-        "Maps, logits and targets for `x` from one forward (`CAMMethod.compute`); `smoothing`: `aug_smooth`, `eigen_smooth`."
+        "Maps, logits and targets for `x` from one forward (`CAMMethod.compute`), with any smoothing asked for."
         if differentiable:
             raise ValueError("ShapleyCAM's weights take second derivatives of the scores, so its maps cannot be made "
                              "differentiable: use CAM or GradCAM for a training loss")
@@ -722,7 +723,7 @@ def _base_method(base, default: type, who: str) -> type:
     return base
 
 class RefineCAM(CAMMethod):
-    "RefineCAM (Liu et al., https://arxiv.org/abs/2605.14641): the product of one method's scaled maps at several layers."
+    "RefineCAM (Liu et al., https://arxiv.org/abs/2605.14641): the product of a method's scaled maps at several layers."
     def __init__(self,
                  model: nn.Module, # the model to explain
                  layer=None, # two layers or more, e.g. ['layer3', 'layer4']
@@ -777,7 +778,7 @@ def _bias(module: nn.Module) -> Tensor:
     return module.bias
 
 def _psi(t: Tensor, dims: int, eps: float = 1e-7) -> Tensor:
-    "Each map of `t` (the last `dims` axes) less its minimum, over its new maximum plus `eps` (pytorch-grad-cam's scaling)."
+    "Each map of `t` (the last `dims` axes) less its minimum, over its new maximum plus `eps` (pytorch-grad-cam's)."
     dims = tuple(range(-dims, 0))
     t = t - t.amin(dims, keepdim=True)
     return t / (t.amax(dims, keepdim=True) + eps)
@@ -795,7 +796,7 @@ class FullGrad(CAMMethod):
         super().__init__(model, None, **kwargs)
 
     def bias_layers(self, rank: int) -> list:
-        "The convolutions with a bias and the affine BatchNorms of `rank` spatial axes (pytorch-grad-cam's, for images)."
+        "The convolutions with a bias and the affine BatchNorms of `rank` spatial axes (pytorch-grad-cam's for images)."
         convs = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[rank]
         norms = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[rank]
         layers = [m for m in self.model.modules() if type(m) in (convs, norms) and m.bias is not None]
@@ -807,7 +808,7 @@ class FullGrad(CAMMethod):
 
     def compute(self, x, cls=None, topk: int | None = None, differentiable: bool = False, target=None,
                 aug_smooth: bool = False, eigen_smooth: bool = False) -> CAMResult:
-        "Maps `[bs, k, *input's spatial]`, logits and targets for `x`, from one forward and one batched backward to `x`."
+        "Maps `[bs, k, *input's spatial]`, logits and targets for `x`: one forward, one batched backward to `x`."
         if aug_smooth or eigen_smooth:
             raise ValueError("FullGrad's map sums every layer's at the input's resolution, which aug_smooth and "
                              "eigen_smooth do not reach: call it without them, or smooth a layer method (e.g. GradCAM)")
@@ -817,8 +818,9 @@ class FullGrad(CAMMethod):
                              "(not token ids or several inputs): use a gradient method at a layer, e.g. GradCAM")
         if target is None: check_cls(cls, topk, len(x))
         else: self._check_target(target, cls, topk, x)
-        if differentiable: raise ValueError("FullGrad's maps are scaled channel by channel and cannot be differentiable: "
-                                            "use CAM or GradCAM for a training loss")
+        if differentiable:
+            raise ValueError("FullGrad's maps are scaled channel by channel and cannot be differentiable: use CAM or "
+                             "GradCAM for a training loss")
         if torch.is_inference_mode_enabled():
             raise RuntimeError("FullGrad needs gradients, which torch.inference_mode() forbids: use torch.no_grad() "
                                "instead (maps work under it)")
@@ -853,7 +855,7 @@ register_method(FullGrad, 'fullgrad')
 
 # %% ../nbs/04_methods.ipynb #bd431795
 class SmoothGradCAMPlusPlus(CAMMethod):
-    "Smooth Grad-CAM++ (Omeiza et al., 2019, https://arxiv.org/abs/1908.01224): Grad-CAM++ on noise-averaged derivatives."
+    "Smooth Grad-CAM++ (Omeiza et al., 2019, https://arxiv.org/abs/1908.01224): Grad-CAM++ on noise-averaged gradients."
     needs_class_targets = True # the noisy copies explain the classes of the input, by index
     differentiable_maps = False # the maps come from noisy copies of the input
     def __init__(self,

@@ -17,11 +17,11 @@ SS-CAM and IS-CAM are compared with torchcam (their only peer) on one 48 px imag
 handed the noise torchcam draws (through `SSCAM.noise`), since torchcam draws it from the global random state.
 
 Score-CAM, whose masked forwards run on the CPU on a copy of the model with BatchNorm folded into the convolutions and
-ReLUs and residual sums fused into oneDNN kernels, against pytorch-grad-cam's forwards of the model itself (one 33 px
-image: 256 and 512 masks). RefineCAM against torchcam (at the finest layer's resolution) and pytorch-grad-cam (at the
-input's: `size=`), with Grad-CAM as the base, where the peers agree with each other. Seg-Eigen-CAM against
-pytorch-grad-cam, on the class logits here (a segmentation model's test is in nbs/04_methods). FullGrad against
-pytorch-grad-cam, at the input's resolution (it uses every bias, no layer).
+ReLUs and residual sums fused into oneDNN kernels, against pytorch-grad-cam's forwards of the model itself (one image,
+17 px at layer3 and 33 px at layer4: 2x2 maps, 256 and 512 masks). RefineCAM against torchcam (at the finest layer's
+resolution) and pytorch-grad-cam (at the input's: `size=`), with Grad-CAM as the base, where the peers agree with each
+other. Seg-Eigen-CAM against pytorch-grad-cam, on the class logits here (a segmentation model's test is in
+nbs/04_methods). FullGrad against pytorch-grad-cam, at the input's resolution (it uses every bias, no layer).
 
 RandomCAM has no peer to agree with (pytorch-grad-cam draws from numpy's global state): it is checked for what it
 promises, the same maps under the same seed, other maps under another, and the global random state left alone.
@@ -153,7 +153,8 @@ def test_smoothed_score_cams(setup, layer):
 def test_score_cam_fast_copy(setup, layer):
     "Score-CAM on the folded, fused copy (the CPU's default) against pytorch-grad-cam's forwards of the model."
     model, x, targets = setup
-    x, targets = x[:1, :, :33, :33], targets[:1]  # 3x3 and 2x2 maps
+    size = {'layer3': 17, 'layer4': 33}[layer]  # 2x2 maps: 256 and 512 masks
+    x, targets = x[:1, :, :size, :size], targets[:1]
     assert_agree(ScoreCAM(model, layer, batch_size=64)(x, targets),
                  peer_maps(pgc.ScoreCAM, model, layer, x, classes(targets)))
 
