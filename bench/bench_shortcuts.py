@@ -106,7 +106,9 @@ def write(a):
                  f"judged on the clean validation pictures, and on the clean non-7s with the variant's shortcut pasted "
                  f"(the corner square for `clean`). `find_shortcuts(learn)` and `test()` of each candidate with their "
                  f"defaults (margin 25 points); after: a new model trained the same way with "
-                 f"`ShortcutEraser(confirmed)`, when a candidate was confirmed. Command: `python "
+                 f"`ShortcutEraser(confirmed)`, when a candidate was confirmed. Each row is from the code of its run: the rows of "
+                 f"`corner:0.7`, `random_corner` and `random_place` "
+                 f"predate colour candidates and the eraser's region narrowed to the mark (`_steady`). Command: `python "
                  f"bench/bench_shortcuts.py --threads {a.threads} --seeds SEED ... --variants VARIANT ...`.")
 
 def step_cost(learn, path: Path, candidates: list, variant: str) -> list:
