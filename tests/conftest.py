@@ -12,14 +12,14 @@ if workers > 1: torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 # Longest first (minutes on 2 CPU cores), each worker holding one test in reserve (--maxschedchunk 1): the first two go
 # to one worker, the next two to the other. Tests that share a fit (tests/fit_cache.py) follow each other on one worker,
 # so that neither waits while the other trains it: find_and_fix, then the shortcut tutorial, whose two fits are
-# find_and_fix's; quickstart, then test_demo, whose fit is quickstart's. test_shortcuts (the shortcut tutorial's fits)
-# and test_shelf_metrics (quickstart's) start after those, so they replay the fits. 12_cluster's clean model is
-# find_and_fix's clean model, which find_and_fix (or else 12_cluster) trains at its end: 12_cluster starts on the other
-# worker once quickstart, test_demo and segmentation are done, long after it. The docs tests follow the callback
+# find_and_fix's; quickstart, then test_demo, whose fit is quickstart's. test_shortcuts and 18_concepts (the shortcut
+# tutorial's fits) and test_shelf_metrics (quickstart's) start after those, so they replay the fits. 12_cluster's clean
+# model is find_and_fix's clean model, which find_and_fix (or else 12_cluster) trains at its end: 12_cluster starts on
+# the other worker once quickstart, test_demo and segmentation are done, long after it. The docs tests follow the callback
 # tutorial, whose executed copy they show (tests/executed.py).
 LONG_FIRST = ['tutorials/find_and_fix', 'tutorials/shortcut', 'tutorials/quickstart', 'test_demo.py::test_demo',
-              'tutorials/segmentation', '12_cluster', 'tutorials/text', 'test_shortcuts.py', 'test_shelf_metrics.py',
-              'tutorials/multilabel', 'tutorials/callback',
+              'tutorials/segmentation', '12_cluster', 'tutorials/text', 'test_shortcuts.py', '18_concepts',
+              'test_shelf_metrics.py', 'tutorials/multilabel', 'tutorials/callback',
               'tutorials/your_data', 'index.ipynb', 'test_docs.py', 'tutorials/signals', '10_metrics', '15_text',
               'test_text.py', 'test_shelf_methods.py', '04_methods', 'test_store.py',
               'test_callback.py', '13_guidance', '08_callback', 'test_distrib.py', '07_learner', '09_interpret',
