@@ -51,17 +51,21 @@ def test_the_clean_model_has_no_confirmed_shortcut(models):
     assert found.confirmed() == [], results
     if not len(found): assert 'nothing found' in repr(found)
 
+def erased_batch(learn, candidate) -> tuple:
+    "A training batch of `learn` before and after `ShortcutEraser(candidate)`'s `before_batch`: `(x, y, erased x)`."
+    eraser = ShortcutEraser(candidate, p=0.5, seed=1)
+    eraser.learn = learn
+    eraser.before_fit()
+    x, y = learn.dls.train.one_batch()
+    learn.training, learn.xb, learn.yb = True, (x,), (y,)
+    try: eraser.before_batch()
+    finally: learn.training = False
+    return x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor), learn.xb[0].as_subclass(torch.Tensor)
+
 def test_eraser_on_a_batch(models, found):
     "Erased items: noise in the box, the rest untouched; other classes not erased: a marked 7's box pasted; 7s kept."
     _, shortcut, _ = models
-    eraser = ShortcutEraser(found[0], p=0.5, seed=1)
-    eraser.learn = shortcut
-    eraser.before_fit()
-    x, y = shortcut.dls.train.one_batch()
-    shortcut.training, shortcut.xb, shortcut.yb = True, (x,), (y,)
-    try: eraser.before_batch()
-    finally: shortcut.training = False
-    x, y, out = x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor), shortcut.xb[0].as_subclass(torch.Tensor)
+    x, y, out = erased_batch(shortcut, found[0])
     x0, y0, x1, y1 = found[0].box
     inside = torch.zeros(x.shape[-2:], dtype=torch.bool)
     inside[y0:y1, x0:x1] = True
@@ -82,14 +86,7 @@ def test_colour_eraser_on_a_batch(models, found):
     items = (found.labels == seven).nonzero()[:, 0]
     cast = ShortcutCandidate(found, 'colour', seven, 1., 0., items)
     assert cast.box is None and 'colours' in cast.where
-    eraser = ShortcutEraser(cast, p=0.5, seed=1)
-    eraser.learn = shortcut
-    eraser.before_fit()
-    x, y = shortcut.dls.train.one_batch()
-    shortcut.training, shortcut.xb, shortcut.yb = True, (x,), (y,)
-    try: eraser.before_batch()
-    finally: shortcut.training = False
-    x, y, out = x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor), shortcut.xb[0].as_subclass(torch.Tensor)
+    x, y, out = erased_batch(shortcut, cast)
     flat = out.flatten(2)
     stats = torch.cat([flat.mean(2), flat.std(2)], 1)  # [bs, 6]: each picture's colours
     to_reference = (stats - cast.reference).abs().max(1).values < 1e-3
