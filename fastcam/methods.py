@@ -89,6 +89,11 @@ def fold_head(modules: list # the leaf modules that run after the layer, in orde
                                    f"followed by affine layers, but {type(m).__name__} {what}. {_CAM_FIX}")
         scale, shift = as_float(scale), (as_float(shift) if shift is not None else None)  # in the graph if grad is on
         if shift is None: shift = scale.new_zeros(scale.shape[0])
+        if M is not None and scale.shape[1] != M.shape[0]:
+            raise NotCAMReadyError(f"CAM is exact only when everything after the layer is global average pooling "
+                                   f"followed by affine layers run one after the other, but {type(m).__name__} takes "
+                                   f"{scale.shape[1]} features where the layers before it give {M.shape[0]}: the modules "
+                                   f"after the layer do not chain (e.g. a transformer block's). {_CAM_FIX}")
         M, v = (scale, shift) if M is None else (scale @ M, scale @ v + shift)
     if M is None: raise NotCAMReadyError(f"no linear layer follows the layer, so there is nothing to fold. {_CAM_FIX}")
     return M, v
