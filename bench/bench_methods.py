@@ -107,8 +107,9 @@ def bench_family(arch, bs, size, repeats):
     print(f"  {arch}: inference {t['inference']*1e3:.0f} ms, fwd+grad floor {t['grad floor']*1e3:.0f} ms", flush=True)
     return rows
 
-def bench_scorecam(arch, bs, size, batch_size):
-    "One row for Score-CAM: floor (the masked forwards alone), fastcam and pytorch-grad-cam for 1 and 5 classes."
+def scorecam_setup(arch, bs, size, batch_size):
+    """`(model, x, top5, n, floor)` for a Score-CAM row: the model, its batch, the top-5 classes, the number of masked
+    inputs at layer4 and `floor(layout)`, which runs the masked forwards alone (the masks made before timing)."""
     model = getattr(models, arch)().eval()
     torch.manual_seed(0)
     x = torch.randn(bs, 3, size, size)
@@ -121,6 +122,11 @@ def bench_scorecam(arch, bs, size, batch_size):
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 model(masked[start:start + batch_size].contiguous(memory_format=layout))
+    return model, x, top5, n, floor
+
+def bench_scorecam(arch, bs, size, batch_size):
+    "One row for Score-CAM: floor (the masked forwards alone), fastcam and pytorch-grad-cam for 1 and 5 classes."
+    model, x, top5, n, floor = scorecam_setup(arch, bs, size, batch_size)
     method = ScoreCAM(model, 'layer4', batch_size=batch_size)
     t = dict(floor=timed(floor), one=timed(lambda: method(x)), five=timed(lambda: method(x, topk=5)))
     floor_cl = timed(lambda: floor(torch.channels_last))
@@ -335,18 +341,7 @@ def bench_scorecam_repeated(repeats: int, arch: str = 'resnet18', bs: int = 2, s
     """The Score-CAM row alone, as in the full run (resnet18, 2 images of 112 px, 1,024 masked inputs at layer4, batches
     of 64 for everyone): the floors (the masked forwards alone, in contiguous and channels-last format), fastcam and
     pytorch-grad-cam at 1 class, medians of `repeats` interleaved runs; 5 classes once each."""
-    model = getattr(models, arch)().eval()
-    torch.manual_seed(0)
-    x = torch.randn(bs, 3, size, size)
-    with torch.no_grad():
-        A = model.layer4(model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))))
-        top5 = model(x).topk(5).indices
-    n = bs * A.shape[1]
-    masked = x.repeat_interleave(A.shape[1], 0) * torch.rand(n, 1, size, size)  # [bs*C, 3, H, W], made before timing
-    def floor(layout):
-        with torch.no_grad():
-            for start in range(0, n, batch_size):
-                model(masked[start:start + batch_size].contiguous(memory_format=layout))
+    model, x, top5, n, floor = scorecam_setup(arch, bs, size, batch_size)
     method = ScoreCAM(model, 'layer4', batch_size=batch_size)
     contenders = {'floor (masked forwards, contiguous)': lambda: floor(torch.contiguous_format),
                   'floor (masked forwards, channels-last)': lambda: floor(torch.channels_last),
