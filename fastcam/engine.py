@@ -6,7 +6,7 @@
 from __future__ import annotations
 import inspect
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
@@ -21,8 +21,8 @@ from .targets import RegionTarget, check_cls, model_logits, resolve_targets
 
 # %% auto #0
 __all__ = ['model_device', 'input_rank', 'reads_tokens', 'check_batch', 'probabilities', 'eval_mode', 'as_float',
-           'normalize_maps', 'has_hooks', 'class_gradients', 'attention_mask', 'real_tokens', 'CAMResult',
-           'resize_maps', 'fuse_maps', 'first_component', 'CAMMethod']
+           'normalize_maps', 'has_hooks', 'class_gradients', 'attention_mask', 'real_tokens', 'math_attention',
+           'CAMResult', 'resize_maps', 'fuse_maps', 'first_component', 'CAMMethod']
 
 # %% ../nbs/03_engine.ipynb #a1041a4d
 def model_device(model: nn.Module) -> torch.device | None:
@@ -282,6 +282,14 @@ def _maps_of_real_tokens(layer_map, A: Tensor, G: Tensor | None, targets: Tensor
     return out if out is not None else A.new_zeros(bs, targets.shape[1], T)
 
 
+# %% ../nbs/03_engine.ipynb #4d8d2f19
+@contextmanager
+def math_attention():
+    "Inside the block `F.scaled_dot_product_attention` runs PyTorch's math kernel, whose gradients have gradients; restored on exit."
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel([SDPBackend.MATH]): yield
+
+
 # %% ../nbs/03_engine.ipynb #648935d5
 @dataclass
 class CAMResult:
@@ -459,7 +467,7 @@ class CAMMethod:
                                f"use torch.no_grad() instead (maps work under it)")
         graph = differentiable or self.second_order  # gradients kept in the graph, and maps computed in it
         run = _augment(x) if aug_smooth else x  # [6 * bs, c, *spatial]: the augmentations in one forward
-        with eval_mode(self.model):
+        with eval_mode(self.model), math_attention() if self.second_order else nullcontext():
             reshapes = self._prepare(x)
             batched = not has_hooks(self.model)  # before ours are added
             grad_mode = torch.enable_grad() if differentiable else torch.no_grad()  # the whole graph, or from the layer

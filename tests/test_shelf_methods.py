@@ -188,3 +188,31 @@ def test_full_grad(setup):
     theirs = torch.from_numpy(peer(input_tensor=x, targets=classes(targets)))[:, None]
     peer.activations_and_grads.release()
     assert_agree(FullGrad(model)(x, targets), theirs)
+
+def test_shapley_cam_on_a_vit():
+    "ShapleyCAM through timm's fused attention (no second derivative) equals plain autograd on the plain attention."
+    timm = pytest.importorskip('timm')
+    torch.manual_seed(0)
+    vit = timm.create_model('vit_tiny_patch16_224', pretrained=False, img_size=32, patch_size=8, depth=2,
+                            num_classes=5).eval()
+    flags = [m.fused_attn for m in vit.modules() if hasattr(m, 'fused_attn')]
+    assert flags and all(flags)  # the fused kernel, whose backward has no derivative
+    x, targets = torch.randn(2, 3, 32, 32), torch.tensor([[1], [3]])
+    ours = ShapleyCAM(vit)(x, targets)  # the default layer: the last block's norm1, tokens [bs, 1 + 16, 192]
+    assert [m.fused_attn for m in vit.modules() if hasattr(m, 'fused_attn')] == flags  # the model as found
+    assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    plain = copy.deepcopy(vit)
+    for m in plain.modules():
+        if hasattr(m, 'fused_attn'): m.fused_attn = False  # attention written out: softmax(q k^T) v
+    kept = {}
+    handle = plain.blocks[-1].norm1.register_forward_hook(lambda m, i, o: kept.update(t=o))
+    logits = plain(x)
+    handle.remove()
+    T = kept['t']  # [2, 17, 192], in the graph of the whole model
+    g = torch.autograd.grad(logits.gather(1, targets).sum(), T, create_graph=True)[0]
+    corrected = g - torch.autograd.grad(g, T, grad_outputs=T.detach())[0] / 2
+    w = corrected[:, 1:].mean(1)  # [2, 192]: the mean over the 16 patches, the class token left out
+    expected = torch.einsum('bc,bnc->bn', w, T[:, 1:]).relu().view(2, 1, 4, 4).detach()
+    assert_agree(ours, expected, eps=1e-4)
+    assert torch.allclose(ours, expected, atol=1e-6 * expected.abs().max().item())
+    assert not torch.allclose(ours, GradCAM(vit)(x, targets), atol=1e-3 * expected.abs().max().item())
