@@ -127,9 +127,9 @@ def _vit_of(model: nn.Module) -> nn.Module | None:
     return next((m for m in model.modules() if hasattr(m, 'patch_embed') and hasattr(m, 'num_prefix_tokens')
                  or type(m).__name__ == 'VisionTransformer' and hasattr(m, 'class_token')), None)
 
-def _layout(model: nn.Module, x) -> tuple:
+def _layout(model: nn.Module, x=None) -> tuple:
     "`(rows, prefix)`: the tokens whose outputs the classifier reads (a slice), and the number of tokens before the patches."
-    if is_token_batch(main_input(x)): return slice(0, 1), 0  # a text: [CLS]
+    if x is not None and is_token_batch(main_input(x)): return slice(0, 1), 0  # a text: [CLS]
     vit = _vit_of(model)
     if vit is None:
         raise ValueError(f"this {type(model).__name__} takes images but is not a timm or torchvision vision "
@@ -165,6 +165,7 @@ class _AttentionMethod(CAMMethod):
     def __init__(self, model: nn.Module):
         self.model, self.reshape, self.relu, self.fuse, self.multi = unwrap_model(model), None, False, False, False
         _refuse_no_attention(self.model, type(self).__name__)
+        if not any(_is_hf_attention(m) for m in self.model.modules()): _layout(self.model)  # a ViT's layout, or refuse
         self.layers = [None]
 
     def _blocks(self) -> list: return []  # the blocks whose outputs `token_values` reads

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
 from .hook import CallHook, Hooks
-from .layers import batch_items, find_layer, layer_name, leaf_modules, modules_after, run_model, unwrap_model
+from .layers import (batch_items, default_layer, find_layer, inside_attention, layer_name, leaf_modules,
+                            modules_after, run_model, unwrap_model)
 from .layers import vit_reshape  # noqa: F401  (importable from here since issue 12)
 from .targets import check_cls, check_int, model_logits, resolve_targets
 from .engine import (CAMMethod, CAMResult, as_float, check_batch, class_gradients, eval_mode, has_hooks,
@@ -66,6 +67,7 @@ _FLATTENS = ('Flatten', 'Reshape', 'Squeeze') # fastai's and tsai's; `check_exac
 
 def _is_global_avg_pool(m: nn.Module) -> bool:
     "Average pooling to one value per channel, over any number of spatial axes."
+    if type(m).__name__ == 'FastAdaptiveAvgPool': return True  # timm's: the mean over the spatial axes (swin's head)
     size = m.output_size if isinstance(m, _GLOBAL_POOLS) else None
     return size is not None and all(s == 1 for s in ((size,) if isinstance(size, int) else size))
 
@@ -99,6 +101,18 @@ def fold_head(modules: list # the leaf modules that run after the layer, in orde
     return M, v
 
 # %% ../nbs/04_methods.ipynb #01644d1c
+def _refuse_attention_after(model: nn.Module, layer: nn.Module):
+    "Raise `NotCAMReadyError` if an attention module is registered after `layer` (a transformer: blocks run in that order)."
+    modules, own = list(model.modules()), set(layer.modules())
+    for m in modules[modules.index(layer) + 1:]:
+        attention = None if m in own else inside_attention(model, m)
+        if attention is not None:
+            raise NotCAMReadyError(f"CAM is exact only when everything after the layer is global average pooling "
+                                   f"followed by affine layers, but the attention {layer_name(model, attention)!r} "
+                                   f"({type(attention).__name__}) runs after the layer {layer_name(model, layer)!r}, and "
+                                   f"attention is not linear. Use Grad-CAM instead (GradCAM, or method='gradcam'), "
+                                   f"which works with any head, or attention rollout (method='rollout') for a ViT.")
+
 class CAM(CAMMethod):
     "Class activation maps (Zhou et al., 2016): the folded head's weights times the activation; no backward pass."
     needs_grad = False
@@ -106,8 +120,10 @@ class CAM(CAMMethod):
     def __init__(self, model: nn.Module, layer=None, relu: bool = True):
         if isinstance(layer, (list, tuple)): raise ValueError("CAM is defined at one layer; pass a single layer")
         super().__init__(model, layer, relu=relu)
-        self._tail = None if self.layers[0] is None else modules_after(self.model, self.layers[0])
+        known = self.layers[0] if self.layers[0] is not None else default_layer(self.model)[0]  # None: from a batch
+        self._tail = None if known is None else modules_after(self.model, known)
         if self._tail is not None: fold_head(self._tail)  # refuse a non-affine head now, before any work
+        elif known is not None: _refuse_attention_after(self.model, known)
 
     def _prepare(self, x):
         reshapes = super()._prepare(x)
