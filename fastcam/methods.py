@@ -18,7 +18,7 @@ from .layers import (batch_items, default_layer, find_layer, inside_attention, l
 from .layers import vit_reshape  # noqa: F401  (importable from here since issue 12)
 from .targets import check_cls, check_int, model_logits, resolve_targets
 from .engine import (CAMMethod, CAMResult, as_float, check_batch, class_gradients, eval_mode, has_hooks,
-                           normalize_maps, resize_maps)
+                           normalize_maps, reads_tokens, resize_maps)
 
 # %% auto #0
 __all__ = ['METHODS', 'register_method', 'method_by_name', 'method_label', 'NotCAMReadyError', 'fold_head', 'CAM', 'GradCAM',
@@ -351,11 +351,19 @@ def score_live_channels(live: Tensor, # [m, 2] the (item, channel) pairs to scor
         scores[item, :, channel] = logits_for(item, channel).float().gather(1, targets[item])  # [b, k]
     return scores
 
+def _refuse_text(method: CAMMethod):
+    "Refuse a text model (one that reads token ids) when `method`, which cannot explain one, is built."
+    if reads_tokens(method.model):
+        raise ValueError(f"{type(method).__name__} {method.why_not_text}, and this {type(method.model).__name__} reads "
+                         f"token ids: for text use a gradient method at a layer, e.g. method='gradcam' (or "
+                         f"grad_x_embedding for a map over the tokens' embeddings)")
+
 class ScoreCAM(CAMMethod):
     "Score-CAM (Wang et al., 2020, https://arxiv.org/abs/1910.01279): channels weighted by the scores of masked inputs."
     needs_grad = False
     differentiable_maps = False # the weights come from forwards without gradients
     needs_class_targets = True
+    why_not_text = "masks the input by scaling it with each channel's map (a scaled token id is another word)"
     def __init__(self,
                  model: nn.Module, # the model to explain
                  layer=None, # the target layer, or a list of them (see `CAMMethod`)
@@ -367,6 +375,7 @@ class ScoreCAM(CAMMethod):
                  **kwargs): # `reshape`, `relu`, `fuse`, passed to `CAMMethod`
         check_int(batch_size, 'batch_size', fix="pass e.g. batch_size=32")
         super().__init__(model, layer, **kwargs)
+        _refuse_text(self)  # before any forward
         self.batch_size, self.progress, self.align_corners = batch_size, progress, align_corners
         self.channels_last, self.fast_copy = channels_last, fast_copy
 
@@ -420,6 +429,8 @@ class AblationCAM(CAMMethod):
     needs_grad = False
     differentiable_maps = False # the weights come from forwards without gradients
     needs_class_targets = True
+    why_not_text = ("runs the modules after the layer on their own, which a text model's head cannot (it reads the "
+                    "tokens' padding, or runs inside the model's forward)")
     def __init__(self,
                  model: nn.Module, # the model to explain, built of `nn.Sequential`s down to the layer
                  layer=None, # the target layer (one)
@@ -429,6 +440,7 @@ class AblationCAM(CAMMethod):
         if isinstance(layer, (list, tuple)): raise ValueError("AblationCAM works at one layer; pass a single layer")
         check_int(batch_size, 'batch_size', fix="pass e.g. batch_size=32")
         super().__init__(model, layer, relu=relu)
+        _refuse_text(self)  # before any forward
         self.batch_size, self.progress = batch_size, progress
         if self.layers[0] is not None: self._tail()
 

@@ -216,3 +216,24 @@ def test_shapley_cam_on_a_vit():
     assert_agree(ours, expected, eps=1e-4)
     assert torch.allclose(ours, expected, atol=1e-6 * expected.abs().max().item())
     assert not torch.allclose(ours, GradCAM(vit)(x, targets), atol=1e-3 * expected.abs().max().item())
+
+def test_masking_methods_refuse_text():
+    "Score-CAM, SS-CAM, IS-CAM and Ablation-CAM refuse a text model (fastai's AWD_LSTM, a BERT) before any forward."
+    from fastai.text.all import AWD_LSTM, awd_lstm_clas_config, get_text_classifier
+    from transformers import BertConfig, BertForSequenceClassification
+    from fastcam.all import AblationCAM, ISCAM, SSCAM, cam_method
+    torch.manual_seed(0)
+    awd = get_text_classifier(AWD_LSTM, 50, 3, config=dict(awd_lstm_clas_config, emb_sz=16, n_hid=32, n_layers=1))
+    bert = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                    num_attention_heads=2, intermediate_size=32, num_labels=3))
+    ids = torch.randint(2, 50, (2, 12))
+    for model, x, layer in ((awd.eval(), ids, None), (bert.eval(), (ids, torch.ones_like(ids)), 'bert.encoder.layer.0')):
+        calls = []
+        handle = model.register_forward_hook(lambda *a: calls.append(1))
+        for method in (ScoreCAM, SSCAM, ISCAM, AblationCAM):
+            with pytest.raises(ValueError, match=f"{method.__name__} .* reads token ids: for text use a gradient "
+                                                 f"method at a layer, e.g. method='gradcam'"):
+                cam_method(model, method.__name__, layer)(x)
+        handle.remove()
+        assert calls == []  # refused before any forward
+        assert GradCAM(model, layer)(x).shape[:2] == (2, 1)  # what the error points to works
