@@ -22,7 +22,7 @@ from .targets import RegionTarget, check_cls, model_logits, resolve_targets
 # %% auto #0
 __all__ = ['model_device', 'input_rank', 'reads_tokens', 'check_batch', 'probabilities', 'eval_mode', 'as_float',
            'normalize_maps', 'has_hooks', 'class_gradients', 'attention_mask', 'real_tokens', 'math_attention',
-           'CAMResult', 'resize_maps', 'fuse_maps', 'first_component', 'CAMMethod']
+           'CAMResult', 'resize_maps', 'fuse_maps', 'one_thread', 'first_component', 'CAMMethod']
 
 # %% ../nbs/03_engine.ipynb #a1041a4d
 def model_device(model: nn.Module) -> torch.device | None:
@@ -285,7 +285,7 @@ def _maps_of_real_tokens(layer_map, A: Tensor, G: Tensor | None, targets: Tensor
 # %% ../nbs/03_engine.ipynb #4d8d2f19
 @contextmanager
 def math_attention():
-    "Inside the block `F.scaled_dot_product_attention` runs PyTorch's math kernel, whose gradients have gradients; restored on exit."
+    "`F.scaled_dot_product_attention` on PyTorch's math kernel (twice differentiable) inside the block."
     from torch.nn.attention import SDPBackend, sdpa_kernel
     with sdpa_kernel([SDPBackend.MATH]): yield
 
@@ -336,10 +336,18 @@ def fuse_maps(maps: list, # maps [bs, k, *spatial_i] of the same items and class
     return fused
 
 # %% ../nbs/03_engine.ipynb #9c3ff657
+@contextmanager
+def one_thread():
+    "Run the block on one CPU thread (small decompositions: threads cost more than they save), then restore the count."
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(threads)
+
 def first_component(points: Tensor # [..., n, C] centred points
                    ) -> Tensor:
     "The projections `[..., n]` of `points` on their first principal component, whose entries sum to a positive number."
-    U, S, Vh = torch.linalg.svd(points, full_matrices=False)
+    with one_thread(): U, S, Vh = torch.linalg.svd(points, full_matrices=False)
     sign = torch.where(Vh[..., 0, :].sum(-1) < 0, -1.0, 1.0).to(points)  # [...]
     return U[..., 0] * S[..., :1] * sign[..., None]
 
@@ -509,7 +517,8 @@ class CAMMethod:
                 raise ValueError(f"{name} makes its map directly (layer_map), not as a sum of channel maps, so "
                                  f"eigen_smooth has nothing to project: use it with a method that weighs channels (e.g. "
                                  f"GradCAM, GradCAMPlusPlus, XGradCAM), or define {name}.channel_maps")
-            if 'eigen_smooth' not in inspect.signature(self._layer_maps).parameters:
+            params = inspect.signature(self._layer_maps).parameters
+            if 'eigen_smooth' not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
                 raise ValueError(f"{name} overrides _layer_maps without an eigen_smooth argument, so eigen_smooth "
                                  f"cannot reach its maps: add **options to {name}._layer_maps and pass them on")
         if not aug_smooth: return

@@ -5,7 +5,6 @@
 # %% ../nbs/04_methods.ipynb #6f7a88cd
 from __future__ import annotations
 import difflib
-from contextlib import contextmanager
 import math
 import operator
 import torch
@@ -17,8 +16,8 @@ from .layers import (batch_items, default_layer, find_layer, inside_attention, l
                             modules_after, run_model, unwrap_model)
 from .layers import vit_reshape  # noqa: F401  (importable from here since issue 12)
 from .targets import check_cls, check_int, model_logits, resolve_targets
-from .engine import (CAMMethod, CAMResult, as_float, check_batch, class_gradients, eval_mode, has_hooks,
-                           normalize_maps, reads_tokens, resize_maps)
+from .engine import (CAMMethod, CAMResult, as_float, check_batch, class_gradients, eval_mode, first_component,
+                           has_hooks, normalize_maps, one_thread, reads_tokens, resize_maps)
 
 # %% auto #0
 __all__ = ['METHODS', 'register_method', 'method_by_name', 'method_label', 'NotCAMReadyError', 'fold_head', 'CAM', 'GradCAM',
@@ -101,16 +100,20 @@ def fold_head(modules: list # the leaf modules that run after the layer, in orde
     return M, v
 
 # %% ../nbs/04_methods.ipynb #01644d1c
+def _weighted(w: Tensor, A: Tensor) -> Tensor:
+    "The channel maps `[bs, k, C, *spatial]` of weights `w` `[bs, k, C]` on the activation `A` `[bs, C, *spatial]`."
+    return w.view(*w.shape, *[1] * (A.ndim - 2)) * A[:, None]
+
 def _refuse_attention_after(model: nn.Module, layer: nn.Module):
-    "Raise `NotCAMReadyError` if an attention module is registered after `layer` (a transformer: blocks run in that order)."
+    "Raise `NotCAMReadyError` if an attention module is registered after `layer` (a transformer's blocks run so)."
     modules, own = list(model.modules()), set(layer.modules())
     for m in modules[modules.index(layer) + 1:]:
         attention = None if m in own else inside_attention(model, m)
         if attention is not None:
             raise NotCAMReadyError(f"CAM is exact only when everything after the layer is global average pooling "
                                    f"followed by affine layers, but the attention {layer_name(model, attention)!r} "
-                                   f"({type(attention).__name__}) runs after the layer {layer_name(model, layer)!r}, and "
-                                   f"attention is not linear. Use Grad-CAM instead (GradCAM, or method='gradcam'), "
+                                   f"({type(attention).__name__}) runs after the layer {layer_name(model, layer)!r}, "
+                                   f"and attention is not linear. Use Grad-CAM instead (GradCAM, or method='gradcam'), "
                                    f"which works with any head, or attention rollout (method='rollout') for a ViT.")
 
 class CAM(CAMMethod):
@@ -145,11 +148,11 @@ class CAM(CAMMethod):
         if self._tail is None: raise RuntimeError("the layer is found from the first batch: call the method once first")
         return fold_head(self._tail)
 
-    def _layer_maps(self, a, g, reshape, targets, logits, x):
+    def _layer_maps(self, a, g, reshape, targets, logits, x, **options):
         precision = a.dtype if a.element_size() < logits.element_size() else logits.dtype  # the forward's
         A = (a if reshape is None else reshape(a)).detach().float()
         self.check_exact(A, logits.float(), precision)
-        return super()._layer_maps(a, g, reshape, targets, logits, x)
+        return super()._layer_maps(a, g, reshape, targets, logits, x, **options)
 
     def check_exact(self,
                     A: Tensor, # the layer's activation [bs, C, *spatial], float32
@@ -169,6 +172,8 @@ class CAM(CAMMethod):
     def layer_map(self, A, G, targets, logits, x):
         W, _ = self.head()
         return torch.einsum('bkc,bc...->bk...', W.to(A)[targets], A)  # W[targets]: [bs, k, C]
+
+    def channel_maps(self, A, G, targets, logits, x): return _weighted(self.head()[0].to(A)[targets], A)
 
 
 register_method(CAM, 'cam')
@@ -226,6 +231,7 @@ register_method(XGradCAM, 'xgradcam')
 class HiResCAM(CAMMethod):
     "HiResCAM (Draelos & Carin, 2020, https://arxiv.org/abs/2011.08891): gradient times activation, at each position."
     def layer_map(self, A, G, targets, logits, x): return torch.einsum('bkc...,bc...->bk...', G, A)
+    def channel_maps(self, A, G, targets, logits, x): return G * A[:, None]  # [bs, k, C, *spatial]
 
 register_method(HiResCAM, 'hirescam')
 
@@ -233,28 +239,18 @@ register_method(HiResCAM, 'hirescam')
 class LayerCAM(CAMMethod):
     "LayerCAM (Jiang et al., 2021, https://doi.org/10.1109/TIP.2021.3089943): positive gradients times activation."
     def layer_map(self, A, G, targets, logits, x): return torch.einsum('bkc...,bc...->bk...', G.relu(), A)
+    def channel_maps(self, A, G, targets, logits, x): return G.relu() * A[:, None]
 
 register_method(LayerCAM, 'layercam')
 
 # %% ../nbs/04_methods.ipynb #411a1843
-@contextmanager
-def _one_thread():
-    "Run the block on one CPU thread (small decompositions), then restore torch's thread count."
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try: yield
-    finally: torch.set_num_threads(threads)
-
 class EigenCAM(CAMMethod):
     "Eigen-CAM (Muhammad & Yeasin, 2020, https://arxiv.org/abs/2008.00299): the activation's first principal component."
     needs_grad = False
     def layer_map(self, A, G, targets, logits, x):
         bs, spatial = A.shape[0], A.shape[2:]
         points = A.flatten(2).transpose(1, 2)  # [bs, positions, C]
-        points = points - points.mean(1, keepdim=True)
-        with _one_thread(): U, S, Vh = torch.linalg.svd(points, full_matrices=False)
-        sign = torch.where(Vh[:, 0].sum(-1) < 0, -1.0, 1.0)  # [bs]: v1's entries sum to a positive number
-        projection = (U[:, :, 0] * S[:, :1] * sign[:, None]).view(bs, 1, *spatial)
+        projection = first_component(points - points.mean(1, keepdim=True)).view(bs, 1, *spatial)
         return projection.expand(bs, targets.shape[1], *spatial).contiguous()
 
 register_method(EigenCAM, 'eigencam')
@@ -420,6 +416,9 @@ class ScoreCAM(CAMMethod):
         weights = self.channel_scores(A, x, targets).softmax(-1)  # [bs, k, C]
         return torch.einsum('bkc,bc...->bk...', weights, A)
 
+    def channel_maps(self, A, G, targets, logits, x):
+        return _weighted(self.channel_scores(A, x, targets).softmax(-1), A)  # [bs, k, C, *spatial]
+
 register_method(ScoreCAM, 'scorecam')
 
 
@@ -474,10 +473,15 @@ class AblationCAM(CAMMethod):
             return out
         return score_live_channels(live, ablated_logits, targets, scores, self.batch_size, self.progress)
 
-    def layer_map(self, A, G, targets, logits, x):
+    def ablation_weights(self, A: Tensor, targets: Tensor, logits: Tensor) -> Tensor:
+        "The weights `[bs, k, C]`: each score's relative drop when the channel is zeroed."
         score = logits.gather(1, targets)[..., None]  # [bs, k, 1]
-        weights = (score - self.ablated_scores(A, targets, logits)) / score  # [bs, k, C]
-        return torch.einsum('bkc,bc...->bk...', weights, A)
+        return (score - self.ablated_scores(A, targets, logits)) / score
+
+    def layer_map(self, A, G, targets, logits, x):
+        return torch.einsum('bkc,bc...->bk...', self.ablation_weights(A, targets, logits), A)
+
+    def channel_maps(self, A, G, targets, logits, x): return _weighted(self.ablation_weights(A, targets, logits), A)
 
 register_method(AblationCAM, 'ablationcam')
 
@@ -504,18 +508,11 @@ register_method(RandomCAM, 'randomcam', 'random')
 
 
 # %% ../nbs/04_methods.ipynb #43ea670e
-def _first_component(points: Tensor # [..., n, C] centred points
-                    ) -> Tensor:
-    "The projections `[..., n]` of `points` on their first principal component, whose entries sum to a positive number."
-    with _one_thread(): U, S, Vh = torch.linalg.svd(points, full_matrices=False)
-    sign = torch.where(Vh[..., 0, :].sum(-1) < 0, -1.0, 1.0)  # [...]
-    return U[..., 0] * S[..., :1] * sign[..., None]
-
 class EigenGradCAM(CAMMethod):
     "Eigen-Grad-CAM (pytorch-grad-cam): the first principal component of gradient times activation, per class."
     def layer_map(self, A, G, targets, logits, x):
         GA = (G * A[:, None]).flatten(3).transpose(2, 3)  # [bs, k, positions, C]
-        projection = _first_component(GA - GA.mean(2, keepdim=True))  # [bs, k, positions]
+        projection = first_component(GA - GA.mean(2, keepdim=True))  # [bs, k, positions]
         return projection.view(*G.shape[:2], *A.shape[2:])
 
 register_method(EigenGradCAM, 'eigengradcam')
@@ -525,6 +522,7 @@ register_method(EigenGradCAM, 'eigengradcam')
 class GradCAMElementWise(CAMMethod):
     "Grad-CAM element-wise (pytorch-grad-cam): the positive part of gradient times activation, summed over channels."
     def layer_map(self, A, G, targets, logits, x): return (G * A[:, None]).relu().sum(2)  # [bs, k, *spatial]
+    def channel_maps(self, A, G, targets, logits, x): return (G * A[:, None]).relu()  # pytorch-grad-cam's
 
 register_method(GradCAMElementWise, 'gradcamelementwise', 'gradcamew')
 
@@ -562,7 +560,7 @@ class KPCACAM(CAMMethod):
         P = P - P.mean(1, keepdim=True)
         K = self.kernel_matrix(P)
         K = K - K.mean(1, keepdim=True) - K.mean(2, keepdim=True) + K.mean((1, 2), keepdim=True)
-        with _one_thread(): values, vectors = torch.linalg.eigh(K)  # ascending; see Eigen-CAM for the one thread
+        with one_thread(): values, vectors = torch.linalg.eigh(K)  # ascending; see Eigen-CAM for the one thread
         z = vectors[..., -1] * values[..., -1:].clamp_min(0).sqrt()  # [bs, positions]
         z = z * torch.where((z * P.sum(-1)).sum(-1, keepdim=True) < 0, -1.0, 1.0)  # Eigen-CAM's sign
         return z.to(A.dtype).view(bs, 1, *spatial).expand(bs, targets.shape[1], *spatial)
@@ -796,7 +794,7 @@ class SegEigenCAM(CAMMethod):
     "Seg-Eigen-CAM (Chung & Ying, 2025, https://doi.org/10.3390/app15137562): Eigen-CAM of |gradient| times activation."
     def layer_map(self, A, G, targets, logits, x):
         P = (G.abs() * A[:, None]).flatten(3).transpose(2, 3)  # [bs, k, positions, C]
-        z = _first_component(P - P.mean(2, keepdim=True))  # [bs, k, positions]
+        z = first_component(P - P.mean(2, keepdim=True))  # [bs, k, positions]
         flip = z.amin(-1, keepdim=True).abs() > z.amax(-1, keepdim=True).abs()  # the paper's sign (Eq. 13)
         return torch.where(flip, -z, z).view(*G.shape[:2], *A.shape[2:])
 

@@ -9,12 +9,16 @@ in chunks of `bptt` before it), so a text's activations alone differ from its ac
 Smoothings: Grad-CAM with `eigen_smooth=True` against pytorch-grad-cam's raw projection (`get_cam_image`, before ReLU)
 up to the sign its SVD returns, and with `aug_smooth=True` against its output (the mean of the six augmentations' maps,
 each stretched to the input and scaled to [0, 1]) after stretching ours the same way, per-image min-max, to 1e-4, on a
-seeded resnet18 at layer3 and layer4 (2 images of 64 px)."""
+seeded resnet18 at layer3 and layer4 (2 images of 64 px). Eigen smoothing of the methods whose map is a sum of channel
+maps not made by `weights` (HiResCAM, LayerCAM, Grad-CAM element-wise, Score-CAM, Ablation-CAM) against
+pytorch-grad-cam's, the same way, on a small plain CNN at two layers (16 px images, 8x8 maps); CAM's, which no peer
+has, is Grad-CAM's times the number of positions at the layer before the pooling (Grad-CAM's weights are CAM's over
+them)."""
 import pytest
 import torch
 from torch import nn
 from fastai.text.all import AWD_LSTM, awd_lstm_clas_config, text_classifier_learner
-from fastcam.all import (METHODS, EigenCAM, GradCAM, HiResCAM, RegionTarget, find_layer, make_sentiment,
+from fastcam.all import (METHODS, EigenCAM, EigenGradCAM, GradCAM, HiResCAM, RegionTarget, find_layer, make_sentiment,
                          real_tokens, resize_maps, seen_from, sentiment_dls, text_encoder)
 
 BPTT, MAX_LEN = 8, 16
@@ -237,7 +241,7 @@ def test_smoothing_refusals_before_any_work():
     try:
         with pytest.raises(ValueError, match="RegionTarget's pixels would not flip"):
             GradCAM(segmenter, '1')(x, target=RegionTarget(1), aug_smooth=True)
-        for method in (HiResCAM, EigenCAM):
+        for method in (EigenCAM, EigenGradCAM):  # principal components already, not sums of channel maps
             with pytest.raises(ValueError, match="eigen_smooth has nothing to project"):
                 method(segmenter, '1')(x, target=RegionTarget(1), eigen_smooth=True)
         assert not calls
@@ -245,3 +249,57 @@ def test_smoothing_refusals_before_any_work():
             GradCAM(segmenter, '1')(x, 1, aug_smooth=True)
     finally: hook.remove()
 
+
+
+# --- eigen smoothing of the methods whose map is a sum of channel maps made otherwise than by `weights` ---
+
+@pytest.fixture(scope='module')
+def small():
+    "A seeded plain CNN built of nn.Sequential (Ablation-CAM runs its tail): 16 px images, 8x8 maps at '4' and '6'."
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)).eval()
+    with torch.no_grad(): model[1].running_mean.uniform_(-0.3, 0.3)
+    return model, torch.randn(2, 3, 16, 16), torch.tensor([[1], [4]])
+
+
+def raw_peer(peer, model, layer, x, targets, **options):
+    "pytorch-grad-cam's raw maps `[bs, 1, h, w]` (its `get_cam_image`, before ReLU) for one class per item."
+    import copy
+    import numpy as np
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    model = copy.deepcopy(model)
+    cam = peer(model=model, target_layers=[find_layer(model, layer)])
+    raws, original = [], cam.get_cam_image
+    cam.get_cam_image = lambda *a, **k: (raws.append(original(*a, **k)), raws[-1])[1]
+    cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets[:, 0]], **options)
+    cam.activations_and_grads.release()
+    return torch.from_numpy(np.asarray(raws[0])).float()[:, None]
+
+
+def agree_up_to_sign(ours, theirs, eps=1e-4):
+    "Raw maps equal up to the sign of each map (pytorch-grad-cam keeps the sign its SVD gives), relative to the largest."
+    same = torch.where((ours * theirs).sum((-2, -1), keepdim=True) > 0, 1., -1.)
+    gap = ((ours - same * theirs) / ours.abs().amax((-2, -1), keepdim=True)).abs().max().item()
+    assert gap < eps, gap
+
+
+@pytest.mark.parametrize('layer', ['4', '6'])
+def test_eigen_smooth_of_more_methods_agrees_with_pytorch_grad_cam(small, layer):
+    "HiResCAM, LayerCAM, Grad-CAM element-wise, Score-CAM and Ablation-CAM: the first component of their channel maps."
+    from fastcam.all import AblationCAM, GradCAMElementWise, LayerCAM, ScoreCAM
+    model, x, targets = small
+    for ours, peer in ((HiResCAM, pgc.HiResCAM), (LayerCAM, pgc.LayerCAM), (GradCAMElementWise, pgc.GradCAMElementWise),
+                       (ScoreCAM, pgc.ScoreCAM), (AblationCAM, pgc.AblationCAM)):
+        smoothed = ours(model, layer, relu=False)(x, targets, eigen_smooth=True)  # the peer's projection, not its map
+        agree_up_to_sign(smoothed, raw_peer(peer, model, layer, x, targets, eigen_smooth=True))
+
+
+def test_eigen_smooth_of_cam(small):
+    "CAM's channel maps are Grad-CAM's times the positions (its weights, W / (h w), at the layer before the pooling)."
+    from fastcam.all import CAM
+    model, x, targets = small
+    cam = CAM(model, '6', relu=False)(x, targets, eigen_smooth=True)
+    close(cam, 64 * GradCAM(model, '6', relu=False)(x, targets, eigen_smooth=True))  # 8x8 positions
+    assert not torch.allclose(cam, CAM(model, '6', relu=False)(x, targets), atol=1e-3)
