@@ -30,10 +30,10 @@ from fastai.learner import Learner
 
 # %% auto #0
 __all__ = ['REPORT_METRICS', 'pointing_game', 'pointing_game_pairs', 'token_pointing_game', 'box_masks', 'energy_in_box',
-           'perturbation_baseline', 'perturbation_curve', 'deletion_auc', 'insertion_auc', 'noisy_linear_imputation',
-           'road', 'average_drop', 'increase_in_confidence', 'sparseness', 'complexity', 'spearman',
-           'randomization_blocks', 'randomization_check', 'plot_randomization', 'ssim', 'random_logit', 'CAMReport',
-           'cam_report']
+           'perturbation_baseline', 'PerturbedScores', 'perturbation_curve', 'deletion_auc', 'insertion_auc',
+           'noisy_linear_imputation', 'road', 'average_drop', 'increase_in_confidence', 'sparseness', 'complexity',
+           'spearman', 'randomization_blocks', 'randomization_check', 'plot_randomization', 'ssim', 'random_logit',
+           'CAMReport', 'cam_report']
 
 # %% ../nbs/10_metrics.ipynb #83717f31
 _AXES = {1: 'L', 2: 'H, W', 3: 'D, H, W'}  # the input's axes for maps of each spatial rank
@@ -230,6 +230,37 @@ def _classes(cls, logits: Tensor) -> Tensor:
     return targets[:, 0]
 
 
+# %% ../nbs/10_metrics.ipynb #e84adccf
+class PerturbedScores:
+    "Scores of pictures that show `x` where a mask is set and `base` elsewhere: each distinct picture goes through the model once."
+    def __init__(self, model: nn.Module, # the model whose scores the maps should explain
+                 x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
+                 base: Tensor, # what removed pixels become, the shape of `x` (`perturbation_baseline`)
+                 act=None, # turns logits into scores; softmax over the classes if None
+                 batch_size: int = 256 # perturbed pictures per forward
+                ):
+        self.model, self.x, self.base, self.batch_size = model, x, base, batch_size
+        self.act = act if act is not None else (lambda logits: logits.softmax(1))
+        self.known = {}  # (item, packed mask) -> scores of every class [n]
+        with eval_mode(model), torch.no_grad(): self.logits = model(x)
+        full = np.packbits(np.ones(x.shape[-2:], dtype=bool)).tobytes()
+        self.known.update({(i, full): s for i, s in enumerate(self.act(self.logits.float()))})  # `x` itself
+
+    def __call__(self, item: Tensor, # the item of each picture [m]
+                 shown: Tensor # where each picture shows `x` (elsewhere `base`) [m, H, W], bool
+                ) -> Tensor:
+        "The scores of every class `[m, n]` of the `m` pictures, forwarding only those not seen before."
+        packed = np.packbits(shown.flatten(1).cpu().numpy(), axis=1)
+        keys = [(i, p.tobytes()) for i, p in zip(item.tolist(), packed)]
+        new = list({k: j for j, k in enumerate(keys) if k not in self.known}.items())  # first occurrence of each
+        with eval_mode(self.model), torch.no_grad():
+            for start in range(0, len(new), self.batch_size):
+                chunk = new[start:start + self.batch_size]
+                rows = torch.tensor([j for _, j in chunk], device=shown.device)
+                pictures = torch.where(shown[rows, None], self.x[item[rows]], self.base[item[rows]])
+                self.known.update(zip([k for k, _ in chunk], self.act(self.model(pictures).float())))
+        return torch.stack([self.known[k] for k in keys])
+
 # %% ../nbs/10_metrics.ipynb #3986c5b9
 def perturbation_curve(model: nn.Module, # the model whose scores the maps should explain
                        x: Tensor, # a normalized batch [bs, c, H, W] on the model's device
@@ -241,7 +272,8 @@ def perturbation_curve(model: nn.Module, # the model whose scores the maps shoul
                        sigma: float | None = None, # the blur's standard deviation in pixels; max(H, W) / 16 if None
                        batch_size: int = 256, # perturbed images per forward
                        act=None, # turns logits into scores; softmax over the classes if None
-                       seed: int = 0 # orders pixels of equal map value, at random but repeatably
+                       seed: int = 0, # orders pixels of equal map value, at random but repeatably
+                       scores: PerturbedScores | None = None # scores of `x` and its baseline seen before (e.g. by `cam_report`); None: a new one
                       ) -> Tensor:
     "Scores `[bs, steps + 1]` of class `cls` as the pixels of `x` are removed (inserted) in the order of `maps`."
     if mode not in ('deletion', 'insertion'): raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
@@ -252,25 +284,23 @@ def perturbation_curve(model: nn.Module, # the model whose scores the maps shoul
     bs, _, H, W = x.shape
     if len(maps) != bs: raise ValueError(f"got {len(maps)} maps for {bs} images: pass one map per image")
     x = x.as_subclass(Tensor)
-    act = act if act is not None else (lambda logits: logits.softmax(1))
-    base = perturbation_baseline(x, baseline, sigma)
-    start, end = (x, base) if mode == 'deletion' else (base, x)
+    if scores is None: scores = PerturbedScores(model, x, perturbation_baseline(x, baseline, sigma), act, batch_size)
+    elif scores.x.shape != x.shape or not torch.equal(scores.x, x):
+        raise ValueError("scores= holds the scores of another batch: pass the PerturbedScores made for this x")
     values = upsample_maps(maps.float(), (H, W)).flatten(1).to(x.device)  # [bs, H*W]
     shuffle = torch.randperm(H * W, generator=torch.Generator().manual_seed(seed)).to(x.device)
     order = shuffle[values[:, shuffle].argsort(dim=1, descending=True, stable=True)]  # [bs, H*W], highest first
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(H * W, device=x.device).expand(bs, -1))
     counts = torch.round(torch.linspace(0, H * W, steps + 1, device=x.device)).long()  # pixels moved at each step
     pairs = torch.cartesian_prod(torch.arange(bs, device=x.device), torch.arange(steps + 1, device=x.device))
-    with eval_mode(model), torch.no_grad():
-        classes = _classes(cls, model(x))
-        scores = []
-        for chunk in pairs.split(batch_size):  # [m, 2]: (item, step) pairs
-            item, step = chunk.unbind(1)
-            moved = (rank[item] < counts[step][:, None]).view(-1, 1, H, W)  # [m, 1, H, W]
-            probs = act(model(torch.where(moved, end[item], start[item])).float())  # [m, n]
-            scores.append(probs.gather(1, classes[item][:, None])[:, 0])
-    return torch.cat(scores).view(bs, steps + 1)
-
+    classes = _classes(cls, scores.logits)
+    out = []
+    for chunk in pairs.split(batch_size):  # [m, 2]: (item, step) pairs
+        item, step = chunk.unbind(1)
+        moved = (rank[item] < counts[step][:, None]).view(-1, H, W)  # [m, H, W]
+        probs = scores(item, ~moved if mode == 'deletion' else moved)  # [m, n]
+        out.append(probs.gather(1, classes[item][:, None])[:, 0])
+    return torch.cat(out).view(bs, steps + 1)
 
 # %% ../nbs/10_metrics.ipynb #d7283076
 def _auc(curve: Tensor) -> Tensor:
@@ -690,14 +720,16 @@ def _timed(method, xb: Tensor, yb) -> tuple:
     sync()
     return res, time.perf_counter() - start
 
-def _item_scores(method, xb: Tensor, res, boxes, metrics: list, percentiles, **perturb) -> dict:
+def _item_scores(method, xb: Tensor, res, boxes, metrics: list, percentiles, shared=None, **perturb) -> dict:
     "`{metric: [bs]}` on the CPU: each of `metrics` for each item's map in `res`."
     model, maps, targets, size = method.model, res.maps[:, 0], res.targets[:, 0], tuple(xb.shape[-2:])
     scores = {}
     if 'pointing_game' in metrics: scores['pointing_game'] = pointing_game(maps, boxes, size, reduce=False).float()
     if 'energy_in_box' in metrics: scores['energy_in_box'] = energy_in_box(maps, boxes, size, reduce=False)
     for name, auc in (('deletion_auc', deletion_auc), ('insertion_auc', insertion_auc)):
-        if name in metrics: scores[name] = auc(model, xb, maps, targets, reduce=False, **perturb)
+        if name in metrics:
+            seen = shared if shared is not None and shared.model is model else None  # the batch's pictures scored before
+            scores[name] = auc(model, xb, maps, targets, reduce=False, scores=seen, **perturb)
     orders = tuple(o for o in ('most', 'least') if f"road_{o}" in metrics)
     if orders:
         changes = _road_changes(model, xb, maps, targets, orders, percentiles, 0.01, 0, perturb['batch_size'], None)
@@ -742,11 +774,16 @@ def cam_report(learn, # a trained `Learner`
     perturb = dict(steps=steps, baseline=baseline, batch_size=batch_size)
     with keep_rng_state():  # iterating a DataLoader draws from them
         for xb, yb, first in _report_batches(dl, n, cls, progress):
+            shared = None  # one PerturbedScores per batch: the methods' curves share their pictures
+            if {'deletion_auc', 'insertion_auc'} & set(columns) and objects:
+                x = xb.as_subclass(Tensor)
+                model = next(iter(objects.values())).model
+                shared = PerturbedScores(model, x, perturbation_baseline(x, baseline), batch_size=batch_size)
             for name, method in objects.items():
                 res, took = _timed(method, xb, yb)
                 seconds[name] += took
                 items_boxes = boxes[first:first + len(xb)] if boxes is not None else None
-                scores[name].append(_item_scores(method, xb, res, items_boxes, columns, percentiles, **perturb))
+                scores[name].append(_item_scores(method, xb, res, items_boxes, columns, percentiles, shared, **perturb))
     rows = {name: {k: torch.cat([s[k] for s in batches]).nanmean().item() for k in columns}
                   | {'seconds_per_image': seconds[name] / n} for name, batches in scores.items()}
     df = CAMReport.from_dict(rows, orient='index').rename_axis('method')
