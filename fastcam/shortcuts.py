@@ -321,6 +321,16 @@ def _recolour(x: Tensor, # pictures [n, c, H, W]
     to = stats.to(x.device, x.dtype)
     return (x - mean) / std * to[c:, None, None] + to[:c, None, None]
 
+def _shift_colours(x: Tensor, # pictures [n, c, H, W]
+                   frm: Tensor, # typical colours [2c] (each channel's mean, then its standard deviation) ...
+                   to: Tensor # ... and the colours they take the place of [2c]
+                  ) -> Tensor:
+    "`x` under the change of each channel that takes the colours `frm` to `to`: each picture keeps its own variation."
+    c = x.shape[1]
+    frm, to = frm.to(x.device, x.dtype), to.to(x.device, x.dtype)
+    scale = to[c:] / frm[c:].clamp_min(1e-6)
+    return (x - frm[:c, None, None]) * scale[:, None, None] + to[:c, None, None]
+
 # %% ../nbs/16_shortcuts.ipynb #b1626465
 def _item_batches(dl, idxs: list, bs: int = 64):
     "The inputs of the items `idxs` of `dl`, in batches of at most `bs`, as plain tensors."
@@ -646,7 +656,7 @@ class ShortcutEraser(Callback):
     "Make shortcuts useless in training: erased in a random part of each batch (all classes), pasted on others' rest."
     def __init__(self,
                  candidates, # a `ShortcutCandidate`, a list of them, or `Shortcuts` (its confirmed candidates)
-                 p: float = 0.5, # the share of each batch's items whose shortcut is erased
+                 p: float | None = None, # the share of each batch's items whose shortcut is erased; None: 0.5 (0.8 for casts)
                  seed: int = 0 # seed of the items chosen, the places and the noise
                 ):
         if isinstance(candidates, Shortcuts): candidates = candidates.confirmed()
@@ -655,6 +665,7 @@ class ShortcutEraser(Callback):
         if bad or not candidates:
             raise TypeError(f"ShortcutEraser needs candidates from find_shortcuts, got {bad or 'none'}: pass e.g. "
                             f"found[0], or found itself for its confirmed candidates (test() them first)")
+        if p is None: p = 0.8 if all(c.kind == 'colour' for c in candidates) else 0.5
         check_fraction(p, 'p', "pass e.g. 0.5 to erase the shortcut in half of each batch")
         self.candidates, self.p, self.seed = candidates, p, seed
 
@@ -688,10 +699,10 @@ class ShortcutEraser(Callback):
         pick = torch.randint(0, len(self.candidates), (n,), generator=self._gen)  # the one pasted on each picture
         for k, (c, bank, box) in enumerate(zip(self.candidates, self._banks, self._boxes)):
             paste = ((~erased) & (y != c.cls) & (pick == k)).nonzero()[:, 0]  # other classes' pictures, not erased
-            if c.kind == 'colour':  # the erased lose the cast, the pasted get it
-                chosen = erased.nonzero()[:, 0]
-                out[chosen] = _recolour(out[chosen], c.reference)
-                out[paste] = _recolour(out[paste], c.cast)
+            if c.kind == 'colour':  # the class's erased pictures lose the cast, the pasted get it; the rest stay
+                chosen = (erased & (y == c.cls)).nonzero()[:, 0]
+                out[chosen] = _shift_colours(out[chosen], c.cast, c.reference)
+                out[paste] = _shift_colours(out[paste], c.reference, c.cast)
                 continue
             if box is not None:
                 x0, y0, x1, y1 = box
