@@ -14,12 +14,14 @@ written to bench/results.md as they end, so a run cut short keeps the rows it fi
 
 `--speed` instead measures, side by side on the `corner` and `random_place` models: `find_shortcuts` against an
 inference pass (`learn.get_preds`) over the same training items, and a training step with `ShortcutEraser` against a
-plain one."""
+plain one. `--threads` holds torch and numpy's BLAS to that many threads; `--speed` also times `find_shortcuts` with
+the BLAS on its default count (on a busy 2-core machine, its 2 threads made SpRAy's eigendecompositions 100x slower)."""
 import argparse, json, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from threadpoolctl import threadpool_info, threadpool_limits
 from fastai.vision.all import set_seed
 from fastcam.data import digits_dls, make_digits, read_labels
 from fastcam.learner import cam_learner
@@ -106,9 +108,9 @@ def write(a):
                  f"judged on the clean validation pictures, and on the clean non-7s with the variant's shortcut pasted "
                  f"(the corner square for `clean`). `find_shortcuts(learn)` and `test()` of each candidate with their "
                  f"defaults (margin 25 points); after: a new model trained the same way with "
-                 f"`ShortcutEraser(confirmed)`, when a candidate was confirmed. Each row is from the code of its run: the rows of "
-                 f"`corner:0.7`, `random_corner` and `random_place` "
-                 f"predate colour candidates and the eraser's region narrowed to the mark (`_steady`). Command: `python "
+                 f"`ShortcutEraser(confirmed)` (its default `p`: 0.5, 0.8 for a colour cast), when a candidate was confirmed. "
+                 f"Every row is from the current code (colour candidates, the eraser's region narrowed to the mark, "
+                 f"a cast shifted by `_shift_colours`). Command: `python "
                  f"bench/bench_shortcuts.py --threads {a.threads} --seeds SEED ... --variants VARIANT ...`.")
 
 def step_cost(learn, path: Path, candidates: list, variant: str) -> list:
@@ -150,16 +152,20 @@ def speed(a):
         found = find_shortcuts(learn)
         found.test()
         dl = learn.dls.test_dl(learn.dls.train_ds.items, with_labels=True, bs=32)
-        infer, find = [], []
+        blas = sorted({a.threads, a.blas_default})  # numpy's BLAS held to torch's threads, and on its own default
+        infer, find = [], {n: [] for n in blas}
         for _ in range(3):  # alternated, so that a busy moment of the machine hits both
             start = time.perf_counter()
             with learn.no_bar(): learn.get_preds(dl=dl)
             infer.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            find_shortcuts(learn, dl=dl)
-            find.append(time.perf_counter() - start)
-        rows.append([f'find_shortcuts, {variant} model', f'{min(infer):.2f}', f'{min(find):.2f}',
-                     f'{min(find) / min(infer):.2f}'])
+            for n in blas:
+                with threadpool_limits(n, user_api='blas'):
+                    start = time.perf_counter()
+                    find_shortcuts(learn, dl=dl)
+                    find[n].append(time.perf_counter() - start)
+        for n in blas:
+            rows.append([f'find_shortcuts, {variant} model, BLAS on {n} thread(s)', f'{min(infer):.2f}',
+                         f'{min(find[n]):.2f}', f'{min(find[n]) / min(infer):.2f}'])
         confirmed = found.confirmed() or list(found)[:1]
         if not confirmed: continue
         rows.append(step_cost(learn, path, confirmed, variant))
@@ -168,7 +174,9 @@ def speed(a):
            notes=f"Side by side in one run, models trained {a.epochs} epoch(s). find_shortcuts (the pass and the "
                  f"candidates, not test()) against `learn.get_preds` over the same {a.n_train} training pictures "
                  f"(batch 32), best of 3, alternated; a training step (forward, backward, optimizer; batch 32) with "
-                 f"`ShortcutEraser(candidate).before_batch` against one without, median of 28 alternated steps. "
+                 f"`ShortcutEraser(candidate).before_batch` against one without, median of 28 alternated steps. Torch on "
+                 f"{a.threads} thread(s); numpy's BLAS (SpRAy's eigendecompositions in find_shortcuts) on as many "
+                 f"(threadpoolctl, as in the other runs of this script) and on its default {a.blas_default}. "
                  f"Command: `python bench/bench_shortcuts.py --speed --threads {a.threads} --epochs {a.epochs}`.")
 
 def main():
@@ -179,10 +187,12 @@ def main():
     p.add_argument('--epochs', type=int, default=3)
     p.add_argument('--n-train', type=int, default=2000)
     p.add_argument('--n-valid', type=int, default=400)
-    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--threads', type=int, default=1, help="torch's threads and numpy's BLAS threads")
     p.add_argument('--speed', action='store_true')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    a.blas_default = max([i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'] or [1])
+    threadpool_limits(a.threads)  # numpy's BLAS too: on its default 2 threads beside a busy torch, eigh was 100x slower
     ROOT.mkdir(parents=True, exist_ok=True)
     if a.speed: return speed(a)
     for seed in a.seeds:  # every variant at one seed before the next seed
