@@ -12,6 +12,7 @@ from scipy.sparse.csgraph import laplacian
 from scipy.sparse.linalg import eigsh
 from sklearn.cluster import KMeans
 from sklearn.neighbors import kneighbors_graph
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 from fastcore.basics import patch
 from .targets import check_index, check_int
@@ -49,7 +50,8 @@ def _spectrum(X: np.ndarray, n_neighbors: int, n_eig: int, dense_upto: int = 500
     A.data = np.exp(-(A.data / sigma) ** 2)  # heat kernel: a near neighbour weighs more than a far one
     A = A.maximum(A.T)  # symmetric: i and j are linked if either is among the other's neighbours
     L, degree = laplacian(A, normed=True, return_diag=True)
-    if len(X) <= dense_upto: values, vectors = np.linalg.eigh(L.toarray())
+    if len(X) <= dense_upto:  # one BLAS thread: at this size no slower, and far faster when the cores are busy
+        with threadpool_limits(1, 'blas'): values, vectors = np.linalg.eigh(L.toarray())
     else:  # shift-invert Lanczos just below 0 (L is singular there) finds the smallest, repeated ones included;
         # a fixed start vector makes it repeatable (a random one missed a repeated zero now and then)
         start = np.random.default_rng(0).uniform(-1, 1, len(X))

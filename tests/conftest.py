@@ -4,10 +4,17 @@ trained once per run (tests/fit_cache.py)."""
 import os, time
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 from fit_cache import FitCache
 
 workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
-if workers > 1: torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+if workers > 1:
+    share = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(share)
+    # numpy's and scipy's BLAS too (SpRAy's eigh, the peers' SVDs, scikit-learn): OpenBLAS threads that wait for a core
+    # the other worker holds made a 300x300 eigh 60 to 120 times slower (1.5-3 s against 26 ms on one thread)
+    threadpool_limits(share)
+    os.environ.update({name: str(share) for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')})
 
 # Longest first (minutes on 2 CPU cores), each worker holding one test in reserve (--maxschedchunk 1): the first two go
 # to one worker, the next two to the other. Tests that share a fit (tests/fit_cache.py) follow each other on one worker,
