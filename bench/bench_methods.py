@@ -6,6 +6,8 @@
     python bench/bench_methods.py --shelf    # the shelf's methods (issue 24) against their peers, 1 class
     python bench/bench_methods.py --shelf --methods KPCA-CAM   # some rows of it only
     python bench/bench_methods.py --scorecam # the Score-CAM row only, in interleaved repeats (about 10 minutes)
+    python bench/bench_methods.py --family   # every registered method against one forward and its peer, 1 class
+    python bench/bench_methods.py --family --before /tmp/old/fastcam   # and another copy of fastcam, side by side
 
 Gradient methods (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM) and Eigen-CAM run on random-weight resnet18 and
 resnet50, batch 8, 224 px, at layer4. Their floor is one forward with gradients plus `torch.autograd.grad` to layer4
@@ -292,10 +294,10 @@ SHELF_ONE_FORWARD = [('Eigen-Grad-CAM', EigenGradCAM, 'EigenGradCAM'), ('Grad-CA
                      ('Finer-CAM', FinerCAM, 'FinerCAM'), ('ShapleyCAM', ShapleyCAM, 'ShapleyCAM'),
                      ('Seg-Eigen-CAM', SegEigenCAM, 'SegEigenCAM')]
 
-def torchcam_call(model, peer_name, x, cls, **kwargs):
+def torchcam_call(model, peer_name, x, cls, layer='layer4', **kwargs):
     "torchcam's raw maps of class `cls` (one per item) for `x`."
     import torchcam.methods as tcm
-    with getattr(tcm, peer_name)(model, 'layer4', input_shape=tuple(x.shape[1:]), **kwargs) as extractor:
+    with getattr(tcm, peer_name)(model, layer, input_shape=tuple(x.shape[1:]), **kwargs) as extractor:
         scores = model(x)
         extractor(cls.tolist(), scores, normalized=False)
 
@@ -337,6 +339,114 @@ def bench_shelf(repeats: int, samples: int = 4, only: list | None = None):
               f"{fmt(theirs*1e3, 0)} | {fmt(ratio(theirs, ours))} |")
     print(f"\n(load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())})")
 
+MANY_FORWARDS = ('ScoreCAM', 'SSCAM', 'ISCAM', 'AblationCAM') # run on the small input: 512 masks or ablations
+PGC_NAMES = {'KPCACAM': 'KPCA_CAM'} # pytorch-grad-cam's class names, where they differ from fastcam's
+TORCHCAM_NAMES = {'SSCAM': 'SSCAM', 'ISCAM': 'ISCAM'} # the peers that only torchcam has
+
+def load_before(path: str):
+    "The `methods` module of another copy of fastcam at `path` (its package folder), imported as `fastcam_before`."
+    import importlib, importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location('fastcam_before', Path(path)/'__init__.py',
+                                                  submodule_search_locations=[str(path)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules['fastcam_before'] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module('fastcam_before.methods')
+
+def family_model():
+    "resnet18 (random weights) as fastai builds it, `nn.Sequential(body, head)`: CAM folds its head, Ablation-CAM runs it."
+    from torch import nn
+    torch.manual_seed(0)
+    r = models.resnet18().eval()
+    body = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4)
+    return nn.Sequential(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), r.fc)).eval()
+
+def bench_family_all(repeats: int, before: str | None = None, samples: int = 4, only: list | None = None):
+    """Every registered method at 1 class, its time over one inference forward of the same batch, side by side with
+    its peer (and with another copy of fastcam, `before`), medians of `repeats` interleaved runs. resnet18 (random
+    weights) built as fastai builds it, at its last stage ('0.7', layer4); the one-forward methods on 8 images of
+    224 px; Score-CAM, SS-CAM, IS-CAM and Ablation-CAM on 1 image of 64 px (512 masked inputs or ablations, batches of
+    64; `samples` samples for SS-CAM and IS-CAM); RefineCAM at layer3 and layer4; FullGrad with no layer."""
+    from fastcam.all import METHODS
+    old = load_before(before) if before else None
+    model, layer = family_model(), '0.7'
+    torch.manual_seed(0)
+    big, small = torch.randn(8, 3, 224, 224), torch.randn(1, 3, 64, 64)
+    with torch.no_grad(): top = {id(big): model(big).argmax(1), id(small): model(small).argmax(1)}
+    target = model[0][7]
+    def make(methods, name):
+        "A call of method `name` from the module `methods` (fastcam's or the copy's), or None where it does not run."
+        cls = getattr(methods, name, None)
+        if cls is None: return None
+        x = small if name in MANY_FORWARDS else big
+        options = dict(num_samples=samples) if name in ('SSCAM', 'ISCAM') else {}
+        if name in MANY_FORWARDS: options['batch_size'] = 64
+        if name == 'RefineCAM': method = lambda: cls(model, ['0.6', '0.7'])
+        elif name == 'FullGrad': method = lambda: cls(model)
+        else: method = lambda: cls(model, layer, **options)
+        try: method()(x[:1], top[id(x)][:1])  # warm-up; a method that refuses this model is left out
+        except (ValueError, TypeError, NotImplementedError): return None
+        return lambda: method()(x, top[id(x)])
+    def peer(name):
+        x = small if name in MANY_FORWARDS else big
+        if name in TORCHCAM_NAMES:
+            return lambda: torchcam_call(model, TORCHCAM_NAMES[name], x, top[id(x)], layer='0.7', num_samples=samples,
+                                         batch_size=64)
+        if pgc is None or not hasattr(pgc, PGC_NAMES.get(name, name)): return None
+        if name == 'RefineCAM':
+            def refine():
+                with contextlib.redirect_stderr(io.StringIO()):
+                    pgc.RefineCAM(model, [model[0][6], model[0][7]])(input_tensor=x, targets=None)
+                model.zero_grad(set_to_none=True)
+            return refine
+        return lambda: peer_call(model, target, PGC_NAMES.get(name, name), x, None,
+                                 64 if name in MANY_FORWARDS else None)
+    from fastcam import methods as ours
+    names = sorted(n for n in {c.__name__ for c in METHODS.values()} if not only or n in only)
+    contenders = {('inference', 'big'): lambda: inference(model, big),
+                  ('inference', 'small'): lambda: inference(model, small)}
+    for name in names:
+        for who, f in (('fastcam', make(ours, name)), ('before', make(old, name) if old else None),
+                       ('peer', peer(name))):
+            if f is not None and (who == 'fastcam' or (name, 'fastcam') in contenders): contenders[(name, who)] = f
+    times, keys = {}, list(contenders)
+    for r in range(repeats):  # a call after a peer's (whose backward fills parameter gradients) runs slower: the
+        order = keys if r % 2 == 0 else [(k[0], {'fastcam': 'before', 'before': 'fastcam'}.get(k[1], k[1]))
+                                         if (k[0], 'before') in contenders else k for k in keys]  # pair swaps turns
+        for key in order: times.setdefault(key, []).append(timed(contenders[key]))
+        print(f"  repeat {r + 1} of {repeats} done", flush=True)
+    t = {k: median(v) for k, v in times.items()}
+    rows = []
+    for name in dict.fromkeys(k[0] for k in contenders if k[0] != 'inference'):
+        base = t[('inference', 'small' if name in MANY_FORWARDS else 'big')]
+        ours_ = t[(name, 'fastcam')]
+        row = [name, '1x64px' if name in MANY_FORWARDS else '8x224px', f"{ours_*1e3:.0f}", f"{ours_ / base:.2f}"]
+        if old: row.append(fmt(ratio(t.get((name, 'before'), float('nan')), base)))
+        peer_name = 'torchcam' if name in TORCHCAM_NAMES else 'pytorch-grad-cam'
+        row += [peer_name if (name, 'peer') in t else '-', fmt(ratio(t.get((name, 'peer'), float('nan')), base)),
+                fmt(ratio(t.get((name, 'peer'), float('nan')), ours_))]
+        rows.append(row)
+    header = ['method', 'input', 'fastcam ms', 'fastcam / forward'] + (['before / forward'] if old else []) + \
+             ['peer', 'peer / forward', 'peer / fastcam']
+    print('| ' + ' | '.join(header) + ' |')
+    print('|' + '---|' * len(header))
+    for row in rows: print('| ' + ' | '.join(row) + ' |')
+    load = ', '.join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"\n(inference forward: {t[('inference', 'big')]*1e3:.0f} ms on 8x224px, "
+          f"{t[('inference', 'small')]*1e3:.1f} ms on 1x64px; load average at start {START_LOAD}, at the end {load})")
+    from results import record
+    if only: return  # a few rows: printed, not recorded
+    record('bench_methods --family: every method against one inference forward and its peer', header, rows,
+           notes=f"Every registered method that runs on a CNN (attention rollout and LeGrad need a ViT), 1 class (the "
+                 f"predicted one), over one inference forward of its own batch, side by side with its peer; resnet18 "
+                 f"(random weights) built as fastai builds it, at layer4; the one-forward methods on 8 images of 224 "
+                 f"px, Score-CAM, SS-CAM and IS-CAM ({samples} samples) and Ablation-CAM on 1 image of 64 px (512 "
+                 f"masks or ablations, batches of 64); RefineCAM at layer3 and layer4, FullGrad with no layer; "
+                 f"medians of {repeats} interleaved repeats; load average {START_LOAD} at the start, {load} at the end"
+                 + (f"; 'before': the package at {before}, timed in the same run" if old else '')
+                 + ". Command: `python bench/bench_methods.py --family" + (" --before PATH" if old else '') + "`.")
+
 def bench_scorecam_repeated(repeats: int, arch: str = 'resnet18', bs: int = 2, size: int = 112, batch_size: int = 64):
     """The Score-CAM row alone, as in the full run (resnet18, 2 images of 112 px, 1,024 masked inputs at layer4, batches
     of 64 for everyone): the floors (the masked forwards alone, in contiguous and channels-last format), fastcam and
@@ -375,8 +485,10 @@ def main():
     parser.add_argument('--repeats', type=int, default=None, help='interleaved repeats (default 5, 1 with --quick)')
     parser.add_argument('--vit', action='store_true', help='only the ViT row (timm vit_small, batch 8, 224 px)')
     parser.add_argument('--shelf', action='store_true', help="only the shelf's methods against their peers, 1 class")
-    parser.add_argument('--methods', nargs='+', help="with --shelf: only these rows, e.g. --methods KPCA-CAM FEM")
+    parser.add_argument('--methods', nargs='+', help="with --shelf or --family: only these rows, e.g. --methods FEM")
     parser.add_argument('--scorecam', action='store_true', help='only the Score-CAM row, in interleaved repeats')
+    parser.add_argument('--family', action='store_true', help='every registered method against a forward and its peer')
+    parser.add_argument('--before', help="with --family: another copy of the fastcam package folder, timed beside")
     parser.add_argument('--peak', help=argparse.SUPPRESS)
     parser.add_argument('--arch', default='resnet50', help=argparse.SUPPRESS)
     parser.add_argument('--bs', type=int, default=16, help=argparse.SUPPRESS)
@@ -393,6 +505,9 @@ def main():
         return
     if args.scorecam:
         bench_scorecam_repeated(args.repeats or 3)
+        return
+    if args.family:
+        bench_family_all(args.repeats or 3, args.before, only=args.methods)
         return
     if pgc is None: print("pytorch-grad-cam is not installed: its columns stay empty (pip install grad-cam)")
     start = time.perf_counter()
