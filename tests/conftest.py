@@ -22,14 +22,16 @@ if workers > 1:
 # find_and_fix's; quickstart, then test_demo, whose fit is quickstart's. test_shortcuts and 18_concepts (the shortcut
 # tutorial's fits) and test_shelf_metrics (quickstart's) start after those, so they replay the fits. 12_cluster's clean
 # model is find_and_fix's clean model, which find_and_fix (or else 12_cluster) trains at its end: 12_cluster starts on
-# the other worker once quickstart, test_demo and segmentation are done, long after it. The docs tests follow the callback
-# tutorial, whose executed copy they show (tests/executed.py).
+# the other worker once quickstart, test_demo and segmentation are done, long after it. The docs tests show the callback
+# tutorial's executed copy (tests/executed.py). The first of them builds the site a few tests after the tutorial, the
+# others follow a few tests later, so that no worker waits: right after the tutorial, on the other worker, the first waited
+# 30 s for the copy, and the second worker 30 s for the site.
 LONG_FIRST = ['tutorials/find_and_fix', 'tutorials/shortcut', 'tutorials/quickstart', 'test_demo.py::test_demo',
               'tutorials/segmentation', '12_cluster', 'tutorials/text', 'test_shortcuts.py', '18_concepts',
               'test_shelf_metrics.py', 'tutorials/multilabel', 'tutorials/callback',
-              'tutorials/your_data', 'index.ipynb', 'test_docs.py', 'tutorials/signals', '10_metrics', '15_text',
-              'test_text.py', 'test_shelf_methods.py', '04_methods', 'test_store.py',
-              'test_callback.py', '13_guidance', '08_callback', 'test_distrib.py', '07_learner', '09_interpret',
+              'tutorials/your_data', 'index.ipynb', 'tutorials/signals', '10_metrics', '15_text',
+              'test_text.py', 'test_shelf_methods.py', '04_methods', 'test_docs.py::test_every_notebook_and_module',
+              'test_store.py', 'test_callback.py', '13_guidance', 'test_docs.py', '08_callback', 'test_distrib.py', '07_learner', '09_interpret',
               '14_cli', 'tutorials/volumes', 'test_zoo.py']
 
 def _rank(item) -> int:
