@@ -26,7 +26,9 @@ def site(tmp_path_factory):
     run_id = os.environ.get('PYTEST_XDIST_TESTRUNUID')  # the same in every worker of one pytest run
     # one build per run: the second xdist worker reuses the first one's site instead of building it again (a minute)
     out = ROOT/'_proc'/f'site-{run_id}' if run_id else tmp_path_factory.mktemp('site')
-    env = {**os.environ, 'NO_MKDOCS_2_WARNING': '1'}
+    # no search index: building it (parsing every page's HTML, base64 figures included) took 13 of the build's 31 s,
+    # and no test looks at it
+    env = {**os.environ, 'NO_MKDOCS_2_WARNING': '1', 'FASTCAM_DOCS_SEARCH': 'false'}
     command = [sys.executable, '-m', 'mkdocs', 'build', '--strict', '-f', str(ROOT/'mkdocs.yml'), '-d', str(out)]
     (ROOT/'_proc').mkdir(exist_ok=True)
     with FileLock(ROOT/'_proc'/'mkdocs.lock'):  # the build stages the notebooks in _proc/: one build at a time
