@@ -273,7 +273,7 @@ def perturbation_curve(model: nn.Module, # the model whose scores the maps shoul
                        batch_size: int = 256, # perturbed images per forward
                        act=None, # turns logits into scores; softmax over the classes if None
                        seed: int = 0, # orders pixels of equal map value, at random but repeatably
-                       scores: PerturbedScores | None = None # scores of `x` and its baseline seen before (e.g. by `cam_report`); None: a new one
+                       scores: PerturbedScores | None = None # pictures of `x` scored before (`cam_report` shares one per batch); its baseline, act and batch_size then replace these; None: a new one
                       ) -> Tensor:
     "Scores `[bs, steps + 1]` of class `cls` as the pixels of `x` are removed (inserted) in the order of `maps`."
     if mode not in ('deletion', 'insertion'): raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
