@@ -1,11 +1,14 @@
 """The suite runs on two pytest-xdist workers (`addopts` in pyproject.toml). Each worker's torch gets its share of the
-cores, the long tests start first, so that the two workers finish together, and fits that several tests repeat are
-trained once per run (tests/fit_cache.py)."""
+cores, the long tests start first, so that the two workers finish together, and fits and digits pictures that several
+tests repeat are trained and made once per run (tests/fit_cache.py, tests/data_cache.py)."""
 import os, time
+from pathlib import Path
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
+import fastcam.all  # noqa: F401  (every module that DataCache patches)
 from fit_cache import FitCache
+from data_cache import DataCache
 
 workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
 if workers > 1:
@@ -26,6 +29,9 @@ if workers > 1:
 # tutorial's executed copy (tests/executed.py). The first of them builds the site a few tests after the tutorial, the
 # others follow a few tests later, so that no worker waits: right after the tutorial, on the other worker, the first waited
 # 30 s for the copy, and the second worker 30 s for the site.
+DATA = DataCache()  # installed now, before the test modules import make_digits; its folder is the run's (fit_cache below)
+DATA.install()
+
 LONG_FIRST = ['tutorials/find_and_fix', 'tutorials/shortcut', 'tutorials/quickstart', 'test_demo.py::test_demo',
               'tutorials/segmentation', '12_cluster', 'tutorials/text', 'test_shortcuts.py', '18_concepts',
               'test_shelf_metrics.py', 'tutorials/multilabel', 'tutorials/callback',
@@ -47,8 +53,10 @@ def fit_cache(tmp_path_factory):
     folder = os.environ.get('FASTCAM_FITS') or (base.parent if 'PYTEST_XDIST_WORKER' in os.environ else base)/'fits'
     cache = FitCache(folder)
     uninstall = cache.install()
+    DATA.folder = Path(folder).parent/'digits'
     yield cache
     uninstall()
+    DATA.folder = None
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
