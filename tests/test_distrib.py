@@ -9,6 +9,9 @@ same data and the same weights:
   store on rank 0 only and writes folders byte-equal to a single-process `store_maps` with the same weights;
 - the fit really is distributed: each rank trains on half the batches, and both end with the same weights, which are
   not the initial ones;
+- an exported learner in `DistributedDataParallel` (as the engine leaves a model during a fit), in the process group
+  the context leaves up: `store_maps` and `fastcam maps` (the CLI) return and write on rank 0 only (an audit hook in
+  each process records every file it writes in their folders), files byte-equal to one process's;
 - `CAMCallback` in a second fit records, and writes its pictures, on rank 0 only (rank 1 counts the epoch and keeps
   nothing), and rank 0's maps before and after the epoch equal, bit for bit, what `learn.cam` gives here with the
   weights rank 0 had then (saved by the workers). In `before_fit` fastai's `DistributedTrainer` has already put the
@@ -47,11 +50,16 @@ def _free_port() -> int:
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-    "The digits task and the initial weights (seeded, random) that every process starts from."
+    """The digits task, the initial weights (seeded, random) that every process starts from, a learner with them
+    exported, and a folder of the validation pictures for `fastcam maps`."""
     path = tmp_path_factory.mktemp('digits')
     make_digits(path/'data', n_train=N_TRAIN, n_valid=N_VALID)
     set_seed(0)
-    torch.save(cam_learner(digits_dls(path/'data', bs=BS, device='cpu')).model.state_dict(), path/'init.pth')
+    learn = cam_learner(digits_dls(path/'data', bs=BS, device='cpu'))
+    torch.save(learn.model.state_dict(), path/'init.pth')
+    learn.export(path/'export.pkl')
+    (path/'valid').mkdir()
+    for f in learn.dls.valid_ds.items.fname: (path/'valid'/Path(f).name).symlink_to(path/'data'/f)
     return path
 
 WORKER = textwrap.dedent('''
@@ -62,12 +70,23 @@ WORKER = textwrap.dedent('''
     import torch, torch.distributed as dist
     import fastai.distributed
     from fastai.callback.core import Callback
+    from torch.nn.parallel import DistributedDataParallel
+    from fastai.learner import load_learner
     from fastai.torch_core import rank_distrib, num_distrib
     from fastcam.all import digits_dls, cam_learner, store_maps, CAMCallback, unwrap_model
+    from fastcam.cli import main
 
     torch.set_num_threads(1)
     root, bs, items = Path(sys.argv[1]), int(sys.argv[2]), [int(i) for i in sys.argv[3].split(',')]
     rank = rank_distrib()
+    touched = []
+    def audit(event, args):  # every file this process opens for writing, makes, renames or deletes in out_api, out_cli
+        if event in ('open', 'os.mkdir', 'os.rename', 'os.replace', 'os.remove', 'os.truncate') and args:
+            target, mode, flags = str(args[0]), str(args[1]) if len(args) > 1 else '', args[2] if len(args) > 2 else 0
+            writes = event != 'open' or any(c in mode for c in 'wax+') or (
+                isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR))
+            if writes and ('out_api' in target or 'out_cli' in target): touched.append((event, target))
+    sys.addaudithook(audit)
     if torch.cuda.is_available():
         device, accelerator = torch.device('cuda', int(os.environ['LOCAL_RANK'])), {}
         torch.cuda.set_device(device)
@@ -109,6 +128,16 @@ WORKER = textwrap.dedent('''
             res['cb_error'] = res['cb_traceback'] = None
         except Exception as e: res.update(cb_error=f'{type(e).__name__}: {e}', cb_traceback=traceback.format_exc())
         res.update(history=cb.history, info=cb._info, epochs=cb.epochs_done, fit2=weights())
+    if not torch.cuda.is_available():  # the process group is gloo's: a CPU model in DDP
+        # distrib_ctx leaves the group that accelerate started up; `fastcam maps` finds it and does not start its own
+        exported = load_learner(root/'export.pkl', cpu=True)
+        exported.model = DistributedDataParallel(exported.model)
+        files = sorted((root/'valid').iterdir())
+        res['api'] = store_maps(exported, root/'out_api', dl=exported.dls.test_dl(files, bs=bs), progress=False)
+        res['api'] = res['api'] is not None
+        res['cli'] = main(['maps', str(root/'valid'), '--learner', str(root/'export.pkl'), '-o', str(root/'out_cli'),
+                           '--bs', str(bs), '--topk', '3', '--no-progress'])
+    res['touched'] = touched
     torch.save(res, root/f'rank{rank}.pt')
 ''')
 
@@ -135,7 +164,7 @@ def _torchrun(root: Path) -> tuple:
     return proc.returncode, '\n'.join([*logs, f'--- torchrun:\n{out[-2000:]}'])
 
 def test_distrib_ctx_store_maps_and_callback_equal_one_process(data, tmp_path):
-    for name in ('data', 'init.pth'): (tmp_path/name).symlink_to(data/name)
+    for name in ('data', 'init.pth', 'export.pkl', 'valid'): (tmp_path/name).symlink_to(data/name)
     (tmp_path/'worker.py').write_text(WORKER)
     rc, log = _torchrun(tmp_path)
     assert rc == 0, f"torchrun failed (return code {rc})\n{log}"
@@ -177,3 +206,21 @@ def test_distrib_ctx_store_maps_and_callback_equal_one_process(data, tmp_path):
     assert sorted(p.name for p in (tmp_path/'rank0'/'cams').iterdir()) == ['epoch_000.png', 'epoch_001.png']
     assert (r1['history'], r1['info'], r1['epochs']) == ({}, {}, 1)
     assert not (tmp_path/'rank1').exists(), "rank 1 wrote files"
+
+    # an exported learner in DDP, through the API and `fastcam maps`: rank 0 alone writes, the files of one process
+    if GPUS: return  # the workers ran on the GPUs (nccl): this part is the CPU's (gloo)
+    assert (r0['api'], r1['api'], r0['cli'], r1['cli']) == (True, False, 0, 0)
+    assert r1['touched'] == [], f"rank 1 wrote into the output folders: {r1['touched']}"
+    assert any('maps.npy' in t for _, t in r0['touched']), r0['touched']
+    from fastai.learner import load_learner
+    exported = load_learner(data/'export.pkl', cpu=True)
+    files = sorted((tmp_path/'valid').iterdir())  # the names the workers saw
+    store_maps(exported, tmp_path/'single_api', dl=exported.dls.test_dl(files, bs=BS), progress=False)
+    store_maps(exported, tmp_path/'single_cli', dl=exported.dls.test_dl(files, bs=BS), topk=3, progress=False)
+    assert _files(tmp_path/'out_api') == _files(tmp_path/'single_api')
+    assert _files(tmp_path/'out_cli') == _files(tmp_path/'single_cli')
+    # and those are the maps of one plain call over all the items, each item once, in order
+    two = MapStore(tmp_path/'out_api')
+    assert two.names == [str(f) for f in files]
+    assert torch.equal(two.result().maps, exported.cam(files))
+    assert len(two) == N_VALID and MapStore(tmp_path/'out_cli').maps.shape == (N_VALID, 3, 8, 8)

@@ -1,11 +1,11 @@
-"""Heavier checks of `store_maps` than its notebook runs (nbs/11_store.ipynb): two real processes (gloo, CPU) give the
-single-process maps byte for byte and only rank 0 touches the folder, through the API and through `fastcam maps`; a job
-killed half-way resumes to the same files; peak memory stays flat when the dataset grows tenfold."""
-import json, os, signal, socket, subprocess, sys, textwrap
+"""Heavier checks of `store_maps` than its notebook runs (nbs/11_store.ipynb): a job killed half-way resumes to the
+same files; peak memory stays flat when the dataset grows tenfold. Two real processes (gloo, CPU), through the API and
+through `fastcam maps`, giving the single-process files byte for byte with only rank 0 writing, are tested inside
+fastai's `learn.distrib_ctx()` under torchrun (tests/test_distrib.py), in the launch that tests the rest of it."""
+import json, os, signal, subprocess, sys, textwrap
 from pathlib import Path
 import matplotlib
 import pytest
-import torch
 matplotlib.use('Agg')
 from fastai.vision.all import set_seed
 from fastcam.data import make_digits, digits_dls
@@ -31,68 +31,6 @@ def _files(path: Path) -> dict:
 
 def _env(**extra) -> dict:
     return {**os.environ, 'OMP_NUM_THREADS': '1', **extra}
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-WORKER = textwrap.dedent('''
-    import os, sys
-    from pathlib import Path
-    import torch, torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-    from fastai.learner import load_learner
-    from fastcam.store import store_maps
-    from fastcam.cli import main
-
-    torch.set_num_threads(1)
-    root, rank = Path(sys.argv[1]), int(os.environ['RANK'])
-    touched = []
-    def audit(event, args):  # every file this process opens for writing, makes, renames or deletes in the outputs
-        if event in ('open', 'os.mkdir', 'os.rename', 'os.replace', 'os.remove', 'os.truncate') and args:
-            target, mode, flags = str(args[0]), str(args[1]) if len(args) > 1 else '', args[2] if len(args) > 2 else 0
-            writes = event != 'open' or any(c in mode for c in 'wax+') or (
-                isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR))
-            if writes and ('out_api' in target or 'out_cli' in target): touched.append((event, target))
-    sys.addaudithook(audit)
-    dist.init_process_group('gloo')
-    learn = load_learner(root/'export.pkl', cpu=True)
-    learn.model = DistributedDataParallel(learn.model)  # as learn.distrib_ctx() leaves it during a fit
-    files = sorted((root/'valid').iterdir())
-    store = store_maps(learn, root/'out_api', dl=learn.dls.test_dl(files, bs=8), progress=False)
-    assert (store is None) == (rank != 0)
-    assert main(['maps', str(root/'valid'), '--learner', str(root/'export.pkl'), '-o', str(root/'out_cli'),
-                 '--bs', '8', '--topk', '3', '--no-progress']) == 0
-    (root/f'touched{rank}.txt').write_text('\\n'.join(f'{e} {t}' for e, t in touched))
-    dist.destroy_process_group()
-''')
-
-def test_two_processes_equal_one_and_only_rank_0_writes(data, tmp_path):
-    (tmp_path/'worker.py').write_text(WORKER)
-    for name in ('export.pkl', 'valid'): (tmp_path/name).symlink_to(data/name)
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, str(tmp_path/'worker.py'), str(tmp_path)],
-                              env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
-                                       MASTER_PORT=str(port)),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), '\n'.join(outputs)[-4000:]
-    assert (tmp_path/'touched1.txt').read_text() == '', "rank 1 wrote into the output folder"
-    assert 'maps.npy' in (tmp_path/'touched0.txt').read_text()
-
-    from fastai.learner import load_learner
-    learn = load_learner(data/'export.pkl', cpu=True)
-    files = sorted((tmp_path/'valid').iterdir())  # the names the workers saw
-    store_maps(learn, tmp_path/'single_api', dl=learn.dls.test_dl(files, bs=BS), progress=False)
-    store_maps(learn, tmp_path/'single_cli', dl=learn.dls.test_dl(files, bs=BS), topk=3, progress=False)
-    assert _files(tmp_path/'out_api') == _files(tmp_path/'single_api')
-    assert _files(tmp_path/'out_cli') == _files(tmp_path/'single_cli')
-    # and those are the maps of one plain call over all the items, each item once, in order
-    two = MapStore(tmp_path/'out_api')
-    assert two.names == [str(f) for f in files]
-    assert torch.equal(two.result().maps, learn.cam(files))
-    assert len(two) == N_VALID and MapStore(tmp_path/'out_cli').maps.shape == (N_VALID, 3, 8, 8)
 
 KILLED = textwrap.dedent('''
     import os, signal, sys
