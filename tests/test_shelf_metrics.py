@@ -166,7 +166,7 @@ def test_random_maps_lose_on_every_faithfulness_metric(demo_learner):
     "A metric that cannot tell RandomCAM's maps from Grad-CAM's, each in its own direction, is broken."
     from fastcam.all import METHODS, REPORT_METRICS, cam_method
     random = cam_method(demo_learner.model, 'randomcam' if 'randomcam' in METHODS else RandomMaps)
-    curves = demo_learner.cam_report([random, 'gradcam'], n_items=32, metrics=FAITHFULNESS[:4], steps=8,
+    curves = demo_learner.cam_report([random, 'gradcam'], n_items=16, metrics=FAITHFULNESS[:4], steps=8,
                                      percentiles=(20, 50, 80), progress=False)
     # Increase in Confidence counts rare events (a tenth of the items or less): every validation item, 2 forwards each
     confidence = demo_learner.cam_report([random, 'gradcam'], metrics=FAITHFULNESS[4:], progress=False)
