@@ -1,8 +1,7 @@
 """`store_maps` and `CAMCallback` inside fastai's own distributed engine, `learn.distrib_ctx()` (accelerate's
 `Accelerator`, `DistributedDataParallel`, `DistributedDL`), in two processes launched the way fastai documents:
-`python -m torch.distributed.run --nproc_per_node 2` (torchrun). tests/test_store.py makes its own process group and
-DDP wrapper; here fastai and accelerate set everything up, and the results are compared with one process here, on the
-same data and the same weights:
+`python -m torch.distributed.run --nproc_per_node 2` (torchrun). fastai and accelerate set everything up, and the
+results are compared with one process here, on the same data and the same weights:
 
 - `store_maps` inside the context before any fit (the initial weights), and from a callback at the end of an epoch
   (the model wrapped in `DistributedDataParallel`, `learn.dls.valid` a `DistributedDL`; Grad-CAM, top-2), returns the
