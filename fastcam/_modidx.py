@@ -580,6 +580,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'fastcam.metrics._item_scores': ('metrics.html#_item_scores', 'fastcam/metrics.py'),
                                  'fastcam.metrics._neighbour_sum': ('metrics.html#_neighbour_sum', 'fastcam/metrics.py'),
                                  'fastcam.metrics._one_map_each': ('metrics.html#_one_map_each', 'fastcam/metrics.py'),
+                                 'fastcam.metrics._packed_rows': ('metrics.html#_packed_rows', 'fastcam/metrics.py'),
                                  'fastcam.metrics._percentiles': ('metrics.html#_percentiles', 'fastcam/metrics.py'),
                                  'fastcam.metrics._ranks': ('metrics.html#_ranks', 'fastcam/metrics.py'),
                                  'fastcam.metrics._regions': ('metrics.html#_regions', 'fastcam/metrics.py'),

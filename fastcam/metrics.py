@@ -231,6 +231,15 @@ def _classes(cls, logits: Tensor) -> Tensor:
 
 
 # %% ../nbs/10_metrics.ipynb #e84adccf
+_BITS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits' order: the first pixel of a byte is its high bit
+
+def _packed_rows(masks: Tensor) -> np.ndarray:
+    "Each mask of `masks` [m, ...] (bool) as bytes, 8 pixels a byte as `np.packbits` packs them, packed on its device."
+    flat = masks.flatten(1).to(torch.uint8)
+    flat = F.pad(flat, (0, -flat.shape[1] % 8))  # a last byte of zeros after the last pixel, as np.packbits
+    bits = torch.tensor(_BITS, dtype=torch.uint8, device=flat.device)
+    return (flat.view(len(flat), -1, 8) * bits).sum(-1, dtype=torch.uint8).cpu().numpy()  # an eighth to the CPU
+
 class PerturbedScores:
     "Scores of pictures that show `x` where a mask is set and `base` elsewhere: each distinct picture goes through the model once."
     def __init__(self, model: nn.Module, # the model whose scores the maps should explain
@@ -243,14 +252,14 @@ class PerturbedScores:
         self.act = act if act is not None else (lambda logits: logits.softmax(1))
         self.known = {}  # (item, packed mask) -> scores of every class [n]
         with eval_mode(model), torch.no_grad(): self.logits = model(x)
-        full = np.packbits(np.ones(x.shape[-2:], dtype=bool)).tobytes()
+        full = _packed_rows(torch.ones(1, *x.shape[-2:], dtype=torch.bool))[0].tobytes()
         self.known.update({(i, full): s for i, s in enumerate(self.act(self.logits.float()))})  # `x` itself
 
     def __call__(self, item: Tensor, # the item of each picture [m]
                  shown: Tensor # where each picture shows `x` (elsewhere `base`) [m, H, W], bool
                 ) -> Tensor:
         "The scores of every class `[m, n]` of the `m` pictures, forwarding only those not seen before."
-        packed = np.packbits(shown.flatten(1).cpu().numpy(), axis=1)
+        packed = _packed_rows(shown)  # the keys: the masks on the CPU, packed there they would move 8 times the bytes
         keys = [(i, p.tobytes()) for i, p in zip(item.tolist(), packed)]
         new = list({k: j for j, k in enumerate(keys) if k not in self.known}.items())  # first occurrence of each
         with eval_mode(self.model), torch.no_grad():
