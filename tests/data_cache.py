@@ -1,15 +1,15 @@
 """Digits pictures shared by the tests of one pytest run.
 
-`make_digits` makes the same pictures for the same arguments wherever it writes them (its seed decides everything):
-the quickstart tutorial, `fastcam demo` (tests/test_demo.py) and tests/test_shelf_metrics.py make the 3,600 pictures of
-its defaults; find_and_fix, the shortcut tutorial, 12_cluster, 18_concepts and tests/test_shortcuts.py the same 2,400.
-`DataCache.install` (conftest.py, when it is imported, before the test modules import `make_digits`) wraps
+`make_digits` makes the same pictures for the same arguments wherever it writes them (its seed decides everything): the
+quickstart and callback tutorials, `fastcam demo` (tests/test_demo.py) and tests/test_shelf_metrics.py make the 3,600
+pictures of its defaults; find_and_fix, the shortcut tutorial, 12_cluster, 18_concepts and tests/test_shortcuts.py the
+same 2,400. `DataCache.install` (conftest.py's `pytest_configure`, before the test modules import `make_digits`) wraps
 `make_digits` in the package's modules; once the run's cache folder is set (a fixture of the whole run), the first call
-with a set of arguments makes the pictures there, under a file lock, so that the two xdist workers
-never make them twice; a call for a fresh folder gets copies of those files (copies, not links: writing a picture in
-one folder never changes another's), and then `make_digits` itself reads them there as it reads any folder it made
-before. A folder that already holds a data set is left to `make_digits`, which keeps it or makes it again. The
-notebooks keep their ordinary calls; the cache lives in the run's temporary folder."""
+with a set of arguments makes the pictures there, under a file lock, so that the two xdist workers never make them
+twice; a call for a fresh folder gets copies of those files (copies, not links: writing a picture in one folder never
+changes another's), and then `make_digits` itself reads them there as it reads any folder it made before. A folder that
+already holds a data set is left to `make_digits`, which keeps it or makes it again. The notebooks keep their ordinary
+calls; the cache lives in the run's temporary folder."""
 import functools, hashlib, inspect, json, shutil, sys
 from pathlib import Path
 from filelock import FileLock

@@ -1,21 +1,25 @@
 """Trained models shared by the tests of one pytest run.
 
-Several notebooks and tests train the same model on the same data with the same seed: the shortcut tutorial's two
-models are find_and_fix's shortcut and clean models, and that clean model is 12_cluster's; quickstart's model is the
-one `fastcam demo` trains with its defaults (tests/test_demo.py). `FitCache.install` (called by conftest.py for the
-whole run) wraps `Learner.fit_one_cycle`: the first such fit trains and stores its outcome; every later one with the
-same key loads it, under a file lock, so that the two xdist workers never train it twice. The notebooks keep their
-ordinary fastai training code.
+Several notebooks and tests train the same model on the same data with the same seed: the shortcut tutorial's two models
+are find_and_fix's shortcut and clean models, and that clean model is 12_cluster's; quickstart's model is the one
+`fastcam demo` trains with its defaults (tests/test_demo.py), and the one the callback tutorial trains watched by
+`CAMCallback`. `FitCache.install` (called by conftest.py for the whole run) wraps `Learner.fit_one_cycle`: the first
+such fit trains and stores its outcome; every later one with the same key loads it, under a file lock, so that the two
+xdist workers never train it twice. The notebooks keep their ordinary fastai training code.
 
 The key holds everything a fit's outcome depends on: the model (architecture, weights, training flags), the data (the
-pixels and labels the loaders read, their transforms, batch size, the training loader's generator), the loss,
-optimizer, metrics and callbacks, the fit's arguments, torch's generator, the thread count, the versions of torch and
-fastai and the source of fastcam. Paths and file encodings are left out, so that the same pictures in two folders
-share a fit. Python's and numpy's global generators count only when the fit draws from them (the stored fit says). A
-fit with any callback beyond fastai's defaults (`CAMCallback`, `CAMGuidance`, ...) or on a learner that already has an
-optimizer is not cached. A replay leaves the learner as the fit did: weights, BatchNorm statistics, training flags,
-optimizer state, the recorder's losses and metrics, and every generator (tests/test_fit_cache.py checks it bit for
-bit). The cache lives in the run's temporary folder: a clean clone, and every new run, starts empty."""
+pixels and labels the loaders read, their transforms, batch size, the training loader's generator), the loss, optimizer,
+metrics and callbacks, the fit's arguments, torch's generator, the thread count, the versions of torch and fastai and
+the source of fastcam. Paths and file encodings are left out, so that the same pictures in two folders share a fit.
+Python's and numpy's global generators count only when the fit draws from them (the stored fit says). A fit with any
+other callback beyond fastai's defaults (`CAMGuidance`, ...) or on a learner that already has an optimizer is not
+cached. A fit watched by `CAMCallback` trains for real, since the callback must see it, and stores its outcome under the
+key of the same fit without the callback, which changes nothing in a training (tests/test_callback.py checks it bit for
+bit; tests/test_fit_cache.py checks the stored outcome against a fit without it): the callback tutorial's fit is
+quickstart's. A watched fit never loads one, since a replay would leave the callback's history empty. A replay leaves
+the learner as the fit did: weights, BatchNorm statistics, training flags, optimizer state, the recorder's losses and
+metrics, and every generator (tests/test_fit_cache.py checks it bit for bit). The cache lives in the run's temporary
+folder: a clean clone, and every new run, starts empty."""
 import functools, hashlib, inspect, io, pickle, random, re
 from pathlib import Path
 import numpy as np
@@ -31,7 +35,10 @@ from fastai.learner import Learner, Recorder, CastToTensor
 import fastai.callback.schedule  # noqa: F401  (defines Learner.fit_one_cycle)
 import fastcam
 
+from fastcam.callback import CAMCallback
+
 PLAIN_CALLBACKS = (TrainEvalCallback, Recorder, CastToTensor, ProgressCallback)  # a fresh Learner's
+WATCHERS = (CAMCallback,)  # callbacks that only watch a fit: it stores what the fit without them leaves
 RECORDER_STATE = ('lrs', 'iters', 'losses', 'values', 'metric_names', 'log')
 _ADDRESS = re.compile(r' at 0x[0-9a-f]+')
 
@@ -87,11 +94,12 @@ class FitCache:
     def key(self, learn: Learner, arguments: dict) -> str | None:
         "The hash of everything the fit depends on, or None if this fit is not one the cache can replay."
         if learn.opt is not None or arguments.get('cbs') or arguments.get('start_epoch'): return None
-        if not all(isinstance(cb, PLAIN_CALLBACKS) for cb in learn.cbs): return None
+        cbs = [cb for cb in learn.cbs if not isinstance(cb, WATCHERS)]
+        if not all(isinstance(cb, PLAIN_CALLBACKS) for cb in cbs): return None
         h = hashlib.sha256()
         h.update(repr((torch.__version__, fastai.__version__, torch.get_num_threads(), self.source)).encode())
         h.update(repr(sorted((k, _describe(v)) for k, v in arguments.items())).encode())
-        h.update(repr([type(cb).__qualname__ for cb in learn.cbs]).encode())
+        h.update(repr([type(cb).__qualname__ for cb in cbs]).encode())
         h.update(_describe([learn.loss_func, learn.opt_func, learn.splitter, learn.lr, learn.wd, learn.moms,
                             learn.wd_bn_bias, learn.train_bn, [getattr(m, 'name', m) for m in learn.metrics]]).encode())
         h.update(_describe(learn.model).encode())
@@ -158,13 +166,14 @@ class FitCache:
             entries = torch.load(file, weights_only=False) if file.exists() else []
             now = self._globals()
             entry = next((e for e in entries if self._matches(e, now)), None)
-            if entry is not None:
+            watched = any(isinstance(cb, WATCHERS) for cb in learn.cbs)
+            if entry is not None and not watched:
                 self._replay(learn, entry)
                 self.replayed += 1
                 print(f"(the test run's fit cache: {arguments['n_epoch']} epochs loaded, fit {key})")
                 return
             result = original(learn, *args, **kwargs)
-            torch.save(entries + [self._record(learn, now, arguments['n_epoch'])], file)
+            if entry is None: torch.save(entries + [self._record(learn, now, arguments['n_epoch'])], file)
             self.trained += 1
             return result
 
