@@ -259,7 +259,7 @@ class PerturbedScores:
                  shown: Tensor # where each picture shows `x` (elsewhere `base`) [m, H, W], bool
                 ) -> Tensor:
         "The scores of every class `[m, n]` of the `m` pictures, forwarding only those not seen before."
-        packed = _packed_rows(shown)  # the keys: the masks on the CPU, packed there they would move 8 times the bytes
+        packed = _packed_rows(shown)  # the keys, packed where the masks are: an eighth of their bytes to the CPU
         keys = [(i, p.tobytes()) for i, p in zip(item.tolist(), packed)]
         new = list({k: j for j, k in enumerate(keys) if k not in self.known}.items())  # first occurrence of each
         with eval_mode(self.model), torch.no_grad():

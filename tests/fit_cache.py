@@ -34,7 +34,6 @@ from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner, Recorder, CastToTensor
 import fastai.callback.schedule  # noqa: F401  (defines Learner.fit_one_cycle)
 import fastcam
-
 from fastcam.callback import CAMCallback
 
 PLAIN_CALLBACKS = (TrainEvalCallback, Recorder, CastToTensor, ProgressCallback)  # a fresh Learner's
